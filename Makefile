@@ -1,0 +1,57 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Both set everything up on a fresh Debian machine: the Debian packages the
+# tests use (installed with apt-get when missing), a .venv with the package
+# and its extras.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# command -> Debian package, for what the tests and benchmarks run
+DEBIAN_TOOLS := socat:socat age:age oathtool:oathtool asciinema:asciinema
+
+.PHONY: demo test bench lint system venv clean
+
+demo: venv
+	$(BIN)/shimmfa demo
+
+test: system venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench: system venv
+	$(BIN)/python benchmarks/relay_bench.py
+	$(BIN)/python benchmarks/gate_fuzz.py
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "shimmfa needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
+		$(MAKE) --no-print-directory APT_PACKAGES=python3-venv apt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+system:
+	@missing=""; for pair in $(DEBIAN_TOOLS); do \
+		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory APT_PACKAGES="$$missing" apt; fi
+
+apt:
+	@echo "installing Debian packages:$(APT_PACKAGES)"
+	@if [ "$$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,3 @@
+from shimmfa.cli import main
+
+main()

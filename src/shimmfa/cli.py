@@ -1,0 +1,276 @@
+"""The `shimmfa` command line.
+
+Every command imports what it needs lazily, so `shimmfa --help` is quick and
+the apps never import each other. Errors are one line on stderr and a
+non-zero exit code (the error's `exit_code`), never a traceback, unless
+`--debug` is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from shimmfa.errors import ShimMfaError
+
+if TYPE_CHECKING:
+    from shimmfa.shim.config import Settings
+    from shimmfa.shim.state import StateStore
+
+app = typer.Typer(
+    help="MFA gate for the RS-232 service port of legacy medical devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+technician_app = typer.Typer(help="Enrol and manage technicians in the state DB.")
+config_app = typer.Typer(help="Check a configuration file; print the reference.")
+app.add_typer(technician_app, name="technician")
+app.add_typer(config_app, name="config")
+
+_debug = False
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="The shim's YAML configuration file.")
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _err(message: str) -> None:
+    typer.echo(f"shimmfa: {message}", err=True)
+
+
+def _load(config: Path) -> Settings:
+    from shimmfa.shim.config import load_config
+
+    loaded = load_config(config)
+    return loaded.settings
+
+
+def _store(settings: Settings) -> StateStore:
+    from shimmfa.shim.state import StateStore
+
+    settings.storage_root.mkdir(parents=True, exist_ok=True)
+    return StateStore(settings.storage_root)
+
+
+@app.command()
+def run(
+    config: ConfigOption,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+) -> None:
+    """Run the shim daemon: gate the technician port, relay once authenticated."""
+    from shimmfa.shim import daemon
+
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise typer.BadParameter("choose DEBUG, INFO, WARNING or ERROR", param_hint="--log-level")
+    daemon.setup_logging(log_level)
+    raise typer.Exit(daemon.run(config))
+
+
+@app.command()
+def devsim(
+    path: Annotated[
+        str | None, typer.Argument(help="Serial port or PTY the simulated device is on.")
+    ] = None,
+    fd: Annotated[int | None, typer.Option(hidden=True)] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(help="Append every byte the device receives to this file."),
+    ] = None,
+) -> None:
+    """Simulate a legacy device's service console (login `service`, password `vip3200`)."""
+    from shimmfa import devsim as sim
+
+    if (path is None) == (fd is None):
+        raise typer.BadParameter("give the device's PATH")
+    try:
+        port = fd if fd is not None else sim.open_port(str(path))
+    except OSError as exc:
+        raise ShimMfaError(f"{path}: {exc.strerror}") from None
+    try:
+        sim.serve(port, record=record)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    check: Annotated[
+        bool, typer.Option("--check", help="Run the demo unattended and print a PASS report.")
+    ] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Keep the demo's config, state and logs here."),
+    ] = None,
+) -> None:
+    """Shim + simulated device on PTYs with an enrolled demo technician; attaches
+    your terminal as the technician (Ctrl-] quits)."""
+    from shimmfa import demo as demo_mod
+
+    raise typer.Exit(demo_mod.main(check=check, workdir=workdir))
+
+
+# -- technicians ---------------------------------------------------------------
+
+
+def _show_uri(uri: str, qr: bool) -> None:
+    if qr:
+        import segno
+
+        segno.make(uri, error="m").terminal(compact=True)
+    typer.echo(uri)
+
+
+@technician_app.command("add")
+def technician_add(
+    technician_id: Annotated[str, typer.Argument(help="Login name, e.g. alice@example.org.")],
+    config: ConfigOption,
+    algorithm: Annotated[
+        str | None, typer.Option(help="SHA1, SHA256 or SHA512 (default: totp.algorithm).")
+    ] = None,
+    digits: Annotated[int | None, typer.Option(help="6 or 8 (default: totp.digits).")] = None,
+    period: Annotated[
+        int | None, typer.Option(help="Seconds per code (default: totp.period).")
+    ] = None,
+    notes: Annotated[str, typer.Option(help="Free text kept with the enrolment.")] = "",
+    qr: Annotated[bool, typer.Option(help="Show the QR code in the terminal.")] = True,
+) -> None:
+    """Enrol a technician with a new 160-bit secret; prints the QR code and URI
+    to scan with an authenticator app."""
+    from shimmfa.shim import technicians
+
+    if algorithm is not None and algorithm.upper() not in ("SHA1", "SHA256", "SHA512"):
+        raise typer.BadParameter("choose SHA1, SHA256 or SHA512", param_hint="--algorithm")
+    if digits is not None and digits not in (6, 8):
+        raise typer.BadParameter("choose 6 or 8", param_hint="--digits")
+    if period is not None and not 10 <= period <= 300:
+        raise typer.BadParameter("choose 10 to 300 seconds", param_hint="--period")
+    settings = _load(config)
+    store = _store(settings)
+    record = technicians.enrol(
+        settings,
+        store,
+        technician_id,
+        algorithm=algorithm.upper() if algorithm else None,
+        digits=digits,
+        period=period,
+        notes=notes,
+    )
+    typer.echo(f"Enrolled {record.technician_id}. Scan this with the technician's app:")
+    _show_uri(technicians.uri_for(settings, record), qr)
+
+
+@technician_app.command("list")
+def technician_list(config: ConfigOption) -> None:
+    """List enrolled technicians, where they come from and their lockout state."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from shimmfa.shim import technicians
+
+    settings = _load(config)
+    table = Table("technician", "source", "TOTP", "enrolled", "status")
+    now = time.time()
+    for row in technicians.rows(settings, _store(settings)):
+        locked = row.locked_until > now
+        status = f"locked {row.locked_until - now:.0f} s more" if locked else "ok"
+        totp = f"{row.algorithm}/{row.digits}/{row.period}s"
+        table.add_row(row.technician_id, row.source, totp, row.enrolment_date or "-", status)
+    Console().print(table)
+
+
+@technician_app.command("uri")
+def technician_uri(
+    technician_id: str,
+    config: ConfigOption,
+    qr: Annotated[bool, typer.Option(help="Show the QR code in the terminal.")] = True,
+) -> None:
+    """Show a technician's otpauth:// URI (and QR code) again."""
+    from shimmfa.shim import technicians
+
+    settings = _load(config)
+    record = technicians.find(settings, _store(settings), technician_id)
+    _show_uri(technicians.uri_for(settings, record), qr)
+
+
+@technician_app.command("remove")
+def technician_remove(technician_id: str, config: ConfigOption) -> None:
+    """Remove a technician from the state DB (audited)."""
+    from shimmfa.shim import technicians
+
+    settings = _load(config)
+    technicians.remove(_store(settings), settings, technician_id)
+    typer.echo(f"Removed {technician_id}.")
+
+
+@technician_app.command("unlock")
+def technician_unlock(
+    technician_id: str,
+    config: ConfigOption,
+    operator: Annotated[
+        str, typer.Option(help="Who authorised the unlock (kept in the audit log).")
+    ] = "",
+) -> None:
+    """Clear a technician's lockout (audited). The replay counter is kept."""
+    from shimmfa.shim import technicians
+
+    settings = _load(config)
+    who = operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
+    was = technicians.unlock(_store(settings), settings, technician_id, who)
+    typer.echo(f"{technician_id} {'unlocked' if was else 'was not locked'}.")
+
+
+# -- configuration -------------------------------------------------------------
+
+
+@config_app.command("check")
+def config_check(config: Annotated[Path, typer.Argument(help="The YAML file to check.")]) -> None:
+    """Validate a configuration file and print its warnings."""
+    from shimmfa.shim.config import load_config
+
+    loaded = load_config(config)
+    for warning in loaded.warnings:
+        _err(f"warning: {warning}")
+    typer.echo(f"{config}: OK (shim {loaded.settings.shim.id})")
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print every configuration key with its type, default and meaning."""
+    from shimmfa.shim.config import reference_table
+
+    typer.echo(reference_table())
+
+
+def main() -> None:
+    try:
+        app()
+    except ShimMfaError as exc:
+        if _debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            _err(line)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if _debug:
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Pure logic: no files, sockets, clocks or random sources of its own."""

@@ -1,0 +1,365 @@
+"""The gate dialogue as a sans-I/O state machine.
+
+The relay feeds technician bytes to `GateMachine.receive(data, now)` and
+executes the actions it gets back; it decides nothing itself. Rules:
+
+- No `ForwardToDevice` is ever produced unless the state is OPEN, and the
+  state becomes OPEN only through `auth_done()` with an OK outcome for the
+  `Authenticate` request this machine made.
+- A line ends at CR, LF or CRLF (a LF right after a CR belongs to the same
+  end, even across reads). BS/DEL edit the line; Ctrl-C/Ctrl-U clear it.
+- A line longer than `max_line` bytes, a line that is not UTF-8, has control
+  characters or is not exactly two tokens gets the `Format:` reply; the rest
+  of an over-long line is dropped up to its end.
+- Every authentication failure gets the same reply; the precise reason is in
+  the `AuthFailed` action, for the log. Consecutive failures at this port
+  start a backoff (initial, doubling, capped); input during a backoff is
+  discarded with one notice per backoff.
+- Bytes that follow the auth line in the same read are forwarded once the
+  session is open. Device output outside OPEN is discarded and counted.
+- States the transition table does not cover leave the port closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shimmfa.core.totp import AuthOutcome, AuthResult
+
+__all__ = [
+    "BANNER",
+    "FAILURE",
+    "FORMAT_HELP",
+    "Action",
+    "AuthFailed",
+    "Authenticate",
+    "Discarded",
+    "ForwardToDevice",
+    "FormatRejected",
+    "GateConfig",
+    "GateMachine",
+    "GateState",
+    "SendToTechnician",
+    "SessionClosed",
+    "SessionOpened",
+]
+
+CRLF = b"\r\n"
+PROMPT = b"> "
+BANNER = b"\r\nShim MFA gate. Authenticate as: <technician_id> <totp_code>\r\n> "
+FORMAT_HELP = b"\r\nFormat: <technician_id> <totp_code>\r\n> "
+FAILURE = b"\r\nAuth fail: DENIED (invalid credentials)\r\n> "
+
+_CR, _LF, _BS, _DEL, _ETX, _NAK = 0x0D, 0x0A, 0x08, 0x7F, 0x03, 0x15
+
+
+class GateState(StrEnum):
+    CHALLENGE = "CHALLENGE"
+    AUTHENTICATING = "AUTHENTICATING"
+    OPEN = "OPEN"
+    LOCKED = "LOCKED"
+    EMERGENCY_STOP = "EMERGENCY_STOP"
+
+
+@dataclass(frozen=True, slots=True)
+class GateConfig:
+    echo: bool = True
+    max_line: int = 256
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SendToTechnician:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardToDevice:
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticate:
+    """Check these credentials and call `auth_done` with the outcome."""
+
+    technician_id: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOpened:
+    technician_id: str
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed:
+    session_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailed:
+    technician_id: str
+    result: AuthResult
+    detail: str
+    backoff_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FormatRejected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Discarded:
+    """Technician input dropped (backoff or locked gate)."""
+
+    nbytes: int
+    reason: str
+
+
+Action = (
+    SendToTechnician
+    | ForwardToDevice
+    | Authenticate
+    | SessionOpened
+    | SessionClosed
+    | AuthFailed
+    | FormatRejected
+    | Discarded
+)
+
+
+def _success(technician_id: str, session_id: str) -> bytes:
+    return (
+        f"\r\nAuthenticated as {technician_id}; session {session_id}\r\n"
+        "Pass-through enabled. Disconnect to end session.\r\n"
+    ).encode()
+
+
+def _is_control(ch: str) -> bool:
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code < 0xA0
+
+
+class GateMachine:
+    """One gate per technician port. See the module docstring for the rules."""
+
+    def __init__(self, config: GateConfig | None = None) -> None:
+        self.config = config or GateConfig()
+        self.state = GateState.CHALLENGE
+        self.session_id: str | None = None
+        self.technician_id: str | None = None
+        self.discarded_device_bytes = 0
+        self._line = bytearray()
+        self._after_cr = False
+        self._dropping_line = False
+        self._pending = b""
+        self._failures = 0
+        self._backoff_until = 0.0
+        self._backoff_noticed = False
+        self._locks: dict[str, bytes] = {}
+
+    # -- entry points -------------------------------------------------------
+
+    def banner(self) -> list[Action]:
+        """What to show a technician who has just connected."""
+        self._reset_line()
+        if self.state is GateState.LOCKED:
+            return [SendToTechnician(BANNER + b"".join(self._locks.values()))]
+        if self.state is GateState.CHALLENGE:
+            return [SendToTechnician(BANNER)]
+        return []
+
+    def receive(self, data: bytes, now: float) -> list[Action]:
+        if self.state is GateState.OPEN:
+            return [ForwardToDevice(bytes(data))] if data else []
+        if self.state is GateState.CHALLENGE:
+            return self._challenge(bytes(data), now)
+        if self.state is GateState.AUTHENTICATING:
+            self._pending += bytes(data)
+            return []
+        if self.state is GateState.LOCKED:
+            return [Discarded(len(data), "gate locked")] if data else []
+        return [Discarded(len(data), "emergency stop")] if data else []
+
+    def device_output(self, data: bytes) -> list[Action]:
+        """Device bytes arriving while the session is not open are dropped."""
+        if self.state is GateState.OPEN:
+            return [SendToTechnician(bytes(data))] if data else []
+        self.discarded_device_bytes += len(data)
+        return []
+
+    def auth_done(self, outcome: AuthOutcome, session_id: str | None, now: float) -> list[Action]:
+        """Result of the `Authenticate` request. A session opens only for an
+        OK outcome with a session ID."""
+        if self.state is not GateState.AUTHENTICATING:
+            return []
+        pending, self._pending = self._pending, b""
+        if outcome.authenticated and session_id:
+            self.state = GateState.OPEN
+            self.session_id = session_id
+            self.technician_id = outcome.technician_id
+            self._failures = 0
+            actions: list[Action] = [
+                SendToTechnician(_success(outcome.technician_id, session_id)),
+                SessionOpened(outcome.technician_id, session_id),
+            ]
+            if pending:
+                actions.append(ForwardToDevice(pending))
+            return actions
+        self.state = GateState.CHALLENGE
+        self._failures += 1
+        delay = self._backoff_delay()
+        self._backoff_until = now + delay
+        self._backoff_noticed = False
+        actions = [
+            AuthFailed(outcome.technician_id, outcome.result, outcome.detail, delay),
+            SendToTechnician(FAILURE),
+        ]
+        if pending:
+            actions.extend(self._challenge(pending, now))
+        return actions
+
+    def end_session(self, reason: str) -> list[Action]:
+        """Close the open session (idle, hang-up, max duration, shutdown...).
+        The caller shows the banner again when the next technician is there."""
+        if self.state is not GateState.OPEN or self.session_id is None:
+            return []
+        closed = SessionClosed(self.session_id, reason)
+        self.state = GateState.CHALLENGE
+        self.session_id = None
+        self.technician_id = None
+        self._reset_line()
+        return [closed]
+
+    def lock(self, key: str, notice: str) -> list[Action]:
+        """Refuse logins while any lock is held (device missing, storage
+        exhausted, tamper latch). `notice` is shown under the banner."""
+        actions = self.end_session(f"locked:{key}")
+        self._locks[key] = f"\r\n{notice}\r\n".encode()
+        if self.state is not GateState.EMERGENCY_STOP:
+            self.state = GateState.LOCKED
+            self._pending = b""
+        return actions
+
+    def unlock(self, key: str) -> list[Action]:
+        """Release one lock; the banner is shown when none is left."""
+        self._locks.pop(key, None)
+        if self.state is not GateState.LOCKED or self._locks:
+            return []
+        self.state = GateState.CHALLENGE
+        return self.banner()
+
+    def emergency_stop(self, reason: str) -> list[Action]:
+        """Close everything for good; only a restart leaves this state."""
+        actions = self.end_session(reason)
+        self.state = GateState.EMERGENCY_STOP
+        self._pending = b""
+        return [*actions, SendToTechnician(f"\r\nEMERGENCY STOP: {reason}\r\n".encode())]
+
+    # -- the challenge line editor ------------------------------------------
+
+    def _backoff_delay(self) -> float:
+        if self.config.backoff_initial <= 0:
+            return 0.0
+        delay = self.config.backoff_initial * (2.0 ** min(self._failures - 1, 62))
+        return float(min(delay, self.config.backoff_max))
+
+    def _reset_line(self) -> None:
+        self._line.clear()
+        self._dropping_line = False
+
+    def _challenge(self, data: bytes, now: float) -> list[Action]:
+        actions: list[Action] = []
+        echo = bytearray()
+        for index, byte in enumerate(data):
+            if now < self._backoff_until:
+                self._flush_echo(echo, actions)
+                actions.extend(self._discard_in_backoff(len(data) - index, now))
+                self._reset_line()
+                break
+            if byte == _LF and self._after_cr:
+                self._after_cr = False
+                continue
+            self._after_cr = byte == _CR
+            if byte in (_CR, _LF):
+                self._flush_echo(echo, actions)
+                actions.extend(self._end_of_line())
+                if self.state is GateState.AUTHENTICATING:
+                    rest = data[index + 1 :]
+                    if byte == _CR and rest[:1] == b"\n":
+                        rest = rest[1:]
+                        self._after_cr = False
+                    self._pending = rest
+                    break
+                continue
+            if self._dropping_line:
+                continue
+            if byte in (_BS, _DEL):
+                if self._line:
+                    self._erase_last_char()
+                    echo += b"\b \b"
+                continue
+            if byte in (_ETX, _NAK):
+                self._reset_line()
+                echo += b"^C" + CRLF + PROMPT
+                continue
+            if len(self._line) >= self.config.max_line:
+                self._flush_echo(echo, actions)
+                self._reset_line()
+                self._dropping_line = True
+                actions.append(FormatRejected(f"line longer than {self.config.max_line} bytes"))
+                actions.append(SendToTechnician(FORMAT_HELP))
+                continue
+            self._line.append(byte)
+            if byte >= 0x20:
+                echo.append(byte)
+        self._flush_echo(echo, actions)
+        return actions
+
+    def _flush_echo(self, echo: bytearray, actions: list[Action]) -> None:
+        if echo and self.config.echo:
+            actions.append(SendToTechnician(bytes(echo)))
+        echo.clear()
+
+    def _erase_last_char(self) -> None:
+        while self._line and 0x80 <= self._line[-1] < 0xC0:
+            self._line.pop()
+        if self._line:
+            self._line.pop()
+
+    def _discard_in_backoff(self, nbytes: int, now: float) -> list[Action]:
+        actions: list[Action] = [Discarded(nbytes, "backoff")]
+        if not self._backoff_noticed:
+            self._backoff_noticed = True
+            wait = max(1, int(self._backoff_until - now + 0.999))
+            notice = f"\r\nToo many failed attempts: input ignored for {wait} s.\r\n> "
+            actions.append(SendToTechnician(notice.encode()))
+        return actions
+
+    def _end_of_line(self) -> list[Action]:
+        if self._dropping_line:
+            self._reset_line()
+            return []
+        line = bytes(self._line)
+        self._reset_line()
+        tokens = line.split()
+        reason = ""
+        if len(tokens) != 2:
+            reason = f"{len(tokens)} tokens"
+        else:
+            try:
+                technician_id, code = (token.decode("utf-8") for token in tokens)
+            except UnicodeDecodeError:
+                reason = "not UTF-8"
+            else:
+                if any(_is_control(ch) for ch in technician_id + code):
+                    reason = "control characters"
+        if reason:
+            return [FormatRejected(reason), SendToTechnician(FORMAT_HELP)]
+        self.state = GateState.AUTHENTICATING
+        return [Authenticate(technician_id, code)]

@@ -1,0 +1,53 @@
+"""The one exception tree of shimmfa.
+
+Expected outcomes (a wrong TOTP code, a locked technician) are values, not
+exceptions; these are for input a person must fix and for conditions the
+program cannot work around. Every message says what to do next.
+
+    ShimMfaError
+     ├── ConfigError          the configuration file is wrong (exit code 2)
+     ├── StateError           the durable state DB is unreadable or corrupt
+     ├── SerialPortError      a serial endpoint cannot be opened or configured
+     ├── TechnicianError      a technician management request cannot be done
+     └── DemoError            the demo could not set itself up
+
+This module imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+
+class ShimMfaError(Exception):
+    """Base class of every error shimmfa raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(ShimMfaError):
+    """The configuration is invalid; the message names the file and the key."""
+
+    exit_code = 2
+
+
+class StateError(ShimMfaError):
+    """The state database cannot be used; the port stays closed."""
+
+    exit_code = 3
+
+
+class SerialPortError(ShimMfaError):
+    """A serial endpoint could not be opened or configured."""
+
+    exit_code = 4
+
+
+class TechnicianError(ShimMfaError):
+    """A technician cannot be added, found, removed or unlocked as asked."""
+
+    exit_code = 1
+
+
+class DemoError(ShimMfaError):
+    """The demo could not set itself up."""
+
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""The shim daemon: thin I/O adapters around `shimmfa.core`."""

@@ -1,0 +1,319 @@
+"""Configuration: YAML file -> typed, frozen settings.
+
+Rules:
+- The seed prototype's `config.example.yaml` loads unchanged. Every key of
+  ours has a default except the seed's required ones.
+- Unknown keys, wrong types, duplicate keys, bad base32 secrets and duplicate
+  technician IDs are errors that name the key (`ConfigError`, exit code 2).
+- Secrets written in the file load, with a warning naming the technician; the
+  well-known demo secret gets a loud one. Warnings are returned, not logged,
+  so the caller decides where they go and they never contain a secret.
+- The models are the one settings table: `reference_table()` renders them for
+  the README and `--help`, and a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shimmfa.core.totp import InvalidSecretError, TechnicianRecord, decode_secret
+from shimmfa.errors import ConfigError
+
+WELL_KNOWN_SECRETS = frozenset({"JBSWY3DPEHPK3PXP", "JFAVAU2GMUKDOMRX"})
+MIN_SECRET_BITS = 128
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not value or len(value) > 128:
+        raise ValueError(f"{what} must be 1 to 128 characters")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"{what} must not contain spaces or control characters")
+    return value
+
+
+class ShimSection(_Section):
+    id: Annotated[str, Field(description="Name of this shim, used in logs and recordings.")]
+    description: Annotated[
+        str, Field(description="Free text: where the shim is, which device.")
+    ] = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return check_identifier(value, "shim id")
+
+
+class SerialSection(_Section):
+    technician_side_path: Annotated[
+        str, Field(description="Serial port (or PTY link) the technician's laptop is on.")
+    ]
+    device_side_path: Annotated[
+        str, Field(description="Serial port (or PTY link) of the medical device.")
+    ]
+    baudrate: Annotated[int, Field(gt=0, le=4_000_000, description="Baud rate of both ports.")] = (
+        9600
+    )
+    bytesize: Annotated[Literal[5, 6, 7, 8], Field(description="Data bits.")] = 8
+    parity: Annotated[Literal["N", "E", "O", "M", "S"], Field(description="Parity.")] = "N"
+    stopbits: Annotated[Literal[1, 2], Field(description="Stop bits.")] = 1
+    rtscts: Annotated[bool, Field(description="RTS/CTS hardware flow control.")] = False
+    xonxoff: Annotated[bool, Field(description="XON/XOFF software flow control.")] = False
+
+
+class TotpSection(_Section):
+    period: Annotated[int, Field(ge=10, le=300, description="TOTP time step, seconds.")] = 30
+    digits: Annotated[Literal[6, 8], Field(description="Code length.")] = 6
+    window: Annotated[
+        int, Field(ge=0, le=3, description="Time steps accepted either side of now (max 3).")
+    ] = 1
+    max_failures: Annotated[
+        int, Field(ge=1, le=100, description="Failures within lockout_seconds that lock.")
+    ] = 5
+    lockout_seconds: Annotated[
+        float, Field(ge=0, le=86400, description="Lockout duration and counting span, seconds.")
+    ] = 300.0
+    algorithm: Annotated[
+        Literal["SHA1", "SHA256", "SHA512"], Field(description="Default HMAC algorithm.")
+    ] = "SHA1"
+
+
+class StorageSection(_Section):
+    root: Annotated[str, Field(description="Directory for state, keys and recordings.")]
+
+
+class TamperSection(_Section):
+    heartbeat_period: Annotated[
+        float, Field(gt=0, le=3600, description="Seconds between signed heartbeats.")
+    ] = 60.0
+
+
+class SiemSection(_Section):
+    transport: Annotated[
+        Literal["noop"], Field(description="Event transport; this version has `noop` only.")
+    ] = "noop"
+
+
+class SessionSection(_Section):
+    idle_timeout: Annotated[
+        float, Field(gt=0, description="Seconds without traffic either way that end a session.")
+    ] = 900.0
+    max_duration: Annotated[
+        float, Field(gt=0, description="Longest session, seconds (default 8 hours).")
+    ] = 28800.0
+
+
+class GateSection(_Section):
+    echo: Annotated[bool, Field(description="Echo what the technician types at the prompt.")] = True
+    max_line: Annotated[
+        int, Field(ge=32, le=4096, description="Longest accepted login line, bytes.")
+    ] = 256
+    backoff_initial: Annotated[
+        float, Field(ge=0, description="First per-port backoff after a failure, s (0: off).")
+    ] = 1.0
+    backoff_max: Annotated[float, Field(ge=0, description="Backoff cap, seconds.")] = 60.0
+
+
+class TechnicianEntry(_Section):
+    technician_id: Annotated[str, Field(description="Login name typed at the gate.")]
+    totp_secret: Annotated[str, Field(description="Base32 TOTP secret (prefer the state DB).")]
+    enrolment_date: Annotated[str, Field(description="ISO date of enrolment.")] = ""
+    notes: Annotated[str, Field(description="Free text.")] = ""
+    algorithm: Annotated[
+        Literal["SHA1", "SHA256", "SHA512"] | None, Field(description="Overrides totp.algorithm.")
+    ] = None
+    digits: Annotated[Literal[6, 8] | None, Field(description="Overrides totp.digits.")] = None
+    period: Annotated[int | None, Field(ge=10, le=300, description="Overrides totp.period.")] = None
+
+    @field_validator("enrolment_date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    @field_validator("technician_id")
+    @classmethod
+    def _tech_id(cls, value: str) -> str:
+        return check_identifier(value, "technician ID")
+
+    @field_validator("totp_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        try:
+            decode_secret(value)
+        except InvalidSecretError:
+            raise ValueError("not valid base32 (letters A-Z and digits 2-7)") from None
+        return value
+
+
+class Settings(_Section):
+    shim: ShimSection
+    serial: SerialSection
+    storage: StorageSection
+    totp: TotpSection = TotpSection()
+    tamper: TamperSection = TamperSection()
+    siem: SiemSection = SiemSection()
+    session: SessionSection = SessionSection()
+    gate: GateSection = GateSection()
+    technicians: list[TechnicianEntry] = []
+
+    @field_validator("technicians")
+    @classmethod
+    def _unique(cls, value: list[TechnicianEntry]) -> list[TechnicianEntry]:
+        seen: set[str] = set()
+        for entry in value:
+            if entry.technician_id in seen:
+                raise ValueError(f"duplicate technician ID {entry.technician_id!r}")
+            seen.add(entry.technician_id)
+        return value
+
+    @property
+    def storage_root(self) -> Path:
+        return Path(self.storage.root)
+
+    def technician_records(self) -> dict[str, TechnicianRecord]:
+        """The technicians written in the config file, by ID."""
+        return {
+            entry.technician_id: TechnicianRecord(
+                technician_id=entry.technician_id,
+                totp_secret=entry.totp_secret,
+                enrolment_date=entry.enrolment_date,
+                notes=entry.notes,
+                algorithm=entry.algorithm,
+                digits=entry.digits,
+                period=entry.period,
+            )
+            for entry in self.technicians
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    settings: Settings
+    path: Path
+    warnings: tuple[str, ...]
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping with the same key twice."""
+
+
+def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    keys: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in keys:
+            line = key_node.start_mark.line + 1
+            raise ConfigError(f"line {line}: key {key!r} appears twice")
+        keys.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_mapping,
+)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_settings(data: Any, source: str = "config") -> Settings:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must be a YAML mapping of sections")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_location(e['loc'])}: {_describe(e)}" for e in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None
+
+
+def secret_warnings(settings: Settings) -> list[str]:
+    warnings = []
+    for entry in settings.technicians:
+        tid = entry.technician_id
+        normalised = "".join(entry.totp_secret.split()).upper().rstrip("=")
+        if normalised in WELL_KNOWN_SECRETS:
+            warnings.append(
+                f"DANGER: technician {tid!r} uses a published example TOTP secret: anyone can "
+                "log in as them. Enrol a new secret with `shimmfa technician add` and remove "
+                "it from the file."
+            )
+            continue
+        bits = len(decode_secret(entry.totp_secret)) * 8
+        if bits < MIN_SECRET_BITS:
+            warnings.append(
+                f"technician {tid!r} has a {bits}-bit TOTP secret (fewer than "
+                f"{MIN_SECRET_BITS}); re-enrol with a 160-bit secret."
+            )
+        warnings.append(
+            f"technician {tid!r} has a plaintext TOTP secret in the config file; move it to "
+            "the sealed state DB with `shimmfa technician add`."
+        )
+    return warnings
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Read, validate and return the configuration at `path`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}: {where}{problem}") from None
+    settings = parse_settings(data, str(path))
+    return LoadedConfig(settings, path, tuple(secret_warnings(settings)))
+
+
+def reference_table() -> str:
+    """The configuration reference, as a Markdown table."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for section_name, section_field in Settings.model_fields.items():
+        model = section_field.annotation
+        if section_name == "technicians":
+            model = TechnicianEntry
+            section_name = "technicians[]"
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"settings section {section_name} is not a model")
+        for name, info in model.model_fields.items():
+            default = "required" if info.is_required() else f"`{info.default!r}`"
+            kind = _type_name(info.annotation)
+            rows.append(f"| `{section_name}.{name}` | {kind} | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
+def _type_name(annotation: Any) -> str:
+    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
+    return text.replace("typing.", "").replace("|", "or")

@@ -1,0 +1,307 @@
+"""Durable shim state: SQLite in `<storage.root>/state/shim.db`.
+
+Rules:
+- WAL journal, `synchronous=FULL`: a transaction that returned is on disk.
+  `update()` is the one read-modify-write path of authentication state, so
+  every auth decision is committed before the caller replies.
+- Technician secrets in the DB are sealed (ChaCha20-Poly1305, key file
+  `<storage.root>/keys/secrets.key`, mode 0600, the technician ID as
+  associated data); the DB alone does not reveal them.
+- A DB that cannot be opened, fails its integrity check or has a schema from
+  a newer version raises `StateError`: the daemon then keeps the port closed.
+- Unlocks and enrolment changes are written to the `audit` table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from shimmfa.core.totp import AuthState, TechnicianRecord
+from shimmfa.errors import StateError, TechnicianError
+
+T = TypeVar("T")
+
+_SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE technicians (
+        technician_id TEXT PRIMARY KEY,
+        sealed_secret BLOB NOT NULL,
+        algorithm TEXT, digits INTEGER, period INTEGER,
+        enrolment_date TEXT NOT NULL DEFAULT '',
+        notes TEXT NOT NULL DEFAULT '',
+        roles TEXT NOT NULL DEFAULT '[]',
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE auth_state (
+        key TEXT PRIMARY KEY,
+        last_counter INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        failures_since REAL NOT NULL,
+        locked_until REAL NOT NULL,
+        attempts INTEGER NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    """,
+]
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (mode 0700) if needed and return it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _load_or_create_key(path: Path) -> bytes:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        if len(key) != 32:
+            raise StateError(f"{path} is not a 32-byte key file; restore it from backup") from None
+        return key
+    key = os.urandom(32)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: float
+    action: str
+    subject: str
+    detail: dict[str, object]
+
+
+class StateStore:
+    """The shim's durable state. Thread-safe; one connection per store."""
+
+    def __init__(self, storage_root: Path) -> None:
+        self.root = Path(storage_root)
+        self.path = self.root / "state" / "shim.db"
+        self._lock = threading.RLock()
+        try:
+            private_dir(self.path.parent)
+            self._db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(
+                f"state DB {self.path} is unreadable or corrupt ({exc}); the port stays "
+                "closed. Restore the file from backup, or move it aside to start afresh "
+                "(this forgets enrolments, lockouts and replay counters)."
+            ) from None
+        self._sealer: ChaCha20Poly1305 | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_SCHEMA):
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this shimmfa ({len(_SCHEMA)})"
+            )
+        for number in range(version, len(_SCHEMA)):
+            with self._transaction() as db:
+                for statement in _SCHEMA[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- authentication state (core.totp.AuthStateStore) ----------------------
+
+    def get(self, key: str) -> AuthState:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_counter, failures, failures_since, locked_until, attempts "
+                "FROM auth_state WHERE key = ?",
+                (key,),
+            ).fetchone()
+        return AuthState(*row) if row else AuthState()
+
+    def update(self, key: str, change: Callable[[AuthState], tuple[AuthState, T]]) -> T:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT last_counter, failures, failures_since, locked_until, attempts "
+                "FROM auth_state WHERE key = ?",
+                (key,),
+            ).fetchone()
+            new, result = change(AuthState(*row) if row else AuthState())
+            db.execute(
+                "INSERT OR REPLACE INTO auth_state VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    new.last_counter,
+                    new.failures,
+                    new.failures_since,
+                    new.locked_until,
+                    new.attempts,
+                ),
+            )
+        return result
+
+    # -- technicians --------------------------------------------------------
+
+    def _seal_key(self) -> ChaCha20Poly1305:
+        if self._sealer is None:
+            key_path = private_dir(self.root / "keys") / "secrets.key"
+            self._sealer = ChaCha20Poly1305(_load_or_create_key(key_path))
+        return self._sealer
+
+    def add_technician(self, record: TechnicianRecord, now: float) -> None:
+        nonce = os.urandom(12)
+        sealed = nonce + self._seal_key().encrypt(
+            nonce, record.totp_secret.encode(), record.technician_id.encode()
+        )
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO technicians VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.technician_id,
+                        sealed,
+                        record.algorithm,
+                        record.digits,
+                        record.period,
+                        record.enrolment_date,
+                        record.notes,
+                        json.dumps(list(record.roles)),
+                        now,
+                    ),
+                )
+                self._audit(db, now, "technician_added", record.technician_id, {})
+        except sqlite3.IntegrityError:
+            raise TechnicianError(
+                f"technician {record.technician_id!r} is already enrolled"
+            ) from None
+
+    def remove_technician(self, technician_id: str, now: float) -> bool:
+        with self._transaction() as db:
+            gone = db.execute(
+                "DELETE FROM technicians WHERE technician_id = ?", (technician_id,)
+            ).rowcount
+            if gone:
+                self._audit(db, now, "technician_removed", technician_id, {})
+        return bool(gone)
+
+    def technician(self, technician_id: str) -> TechnicianRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT technician_id, sealed_secret, algorithm, digits, period, "
+                "enrolment_date, notes, roles FROM technicians WHERE technician_id = ?",
+                (technician_id,),
+            ).fetchone()
+        return self._record(row) if row else None
+
+    def technician_ids(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT technician_id FROM technicians ORDER BY 1").fetchall()
+        return [row[0] for row in rows]
+
+    def _record(self, row: tuple[object, ...]) -> TechnicianRecord:
+        tid, sealed, algorithm, digits, period, enrolled, notes, roles = row
+        if not isinstance(tid, str) or not isinstance(sealed, bytes):
+            raise StateError(f"state DB {self.path}: malformed technician row")
+        try:
+            secret = self._seal_key().decrypt(sealed[:12], sealed[12:], tid.encode()).decode()
+        except InvalidTag:
+            raise StateError(
+                f"the sealed secret of technician {tid!r} does not open with "
+                f"{self.root / 'keys' / 'secrets.key'}; restore the key file or re-enrol"
+            ) from None
+        return TechnicianRecord(
+            tid,
+            secret,
+            str(enrolled),
+            str(notes),
+            algorithm if isinstance(algorithm, str) else None,
+            digits if isinstance(digits, int) else None,
+            period if isinstance(period, int) else None,
+            tuple(json.loads(str(roles))),
+        )
+
+    # -- audit --------------------------------------------------------------
+
+    def audit(self, now: float, action: str, subject: str, detail: dict[str, object]) -> None:
+        with self._transaction() as db:
+            self._audit(db, now, action, subject, detail)
+
+    @staticmethod
+    def _audit(
+        db: sqlite3.Connection, now: float, action: str, subject: str, detail: dict[str, object]
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (at, action, subject, detail) VALUES (?, ?, ?, ?)",
+            (now, action, subject, json.dumps(detail, sort_keys=True)),
+        )
+
+    def audit_log(self) -> list[AuditEntry]:
+        with self._lock:
+            rows = self._db.execute("SELECT at, action, subject, detail FROM audit ORDER BY id")
+            return [AuditEntry(r[0], r[1], r[2], json.loads(r[3])) for r in rows.fetchall()]
+
+
+class TechnicianDirectory(Mapping[str, TechnicianRecord]):
+    """Technicians from the config file and the state DB, looked up live so
+    that `shimmfa technician add` takes effect without a restart."""
+
+    def __init__(self, from_config: Mapping[str, TechnicianRecord], store: StateStore) -> None:
+        self._config = dict(from_config)
+        self._store = store
+
+    def __getitem__(self, technician_id: str) -> TechnicianRecord:
+        record = self._config.get(technician_id) or self._store.technician(technician_id)
+        if record is None:
+            raise KeyError(technician_id)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._config
+        yield from (t for t in self._store.technician_ids() if t not in self._config)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def conflicts(self) -> list[str]:
+        """IDs defined both in the config file and the DB."""
+        return sorted(set(self._config) & set(self._store.technician_ids()))
