@@ -19,6 +19,7 @@ from shimmfa.errors import ShimMfaError
 
 if TYPE_CHECKING:
     from shimmfa.shim.config import Settings
+    from shimmfa.shim.keys import ShimKeys
     from shimmfa.shim.state import StateStore
 
 app = typer.Typer(
@@ -29,8 +30,12 @@ app = typer.Typer(
 )
 technician_app = typer.Typer(help="Enrol and manage technicians in the state DB.")
 config_app = typer.Typer(help="Check a configuration file; print the reference.")
+keys_app = typer.Typer(help="The shim's signing key and age identity.")
+recording_app = typer.Typer(help="Verify, export, play and list session recordings.")
 app.add_typer(technician_app, name="technician")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
+app.add_typer(recording_app, name="recording")
 
 _debug = False
 
@@ -234,6 +239,178 @@ def technician_unlock(
     who = operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"
     was = technicians.unlock(_store(settings), settings, technician_id, who)
     typer.echo(f"{technician_id} {'unlocked' if was else 'was not locked'}.")
+
+
+# -- keys ------------------------------------------------------------------------
+
+
+def _print_keys(keys: ShimKeys) -> None:
+    typer.echo(f"signing key (Ed25519): {keys.public_key_text}")
+    typer.echo(f"age recipient:         {keys.recipient}")
+
+
+@keys_app.command("init")
+def keys_init(config: ConfigOption) -> None:
+    """Create the shim's keys under <storage.root>/keys/ (never overwrites)."""
+    from shimmfa.shim.keys import init_keys
+
+    settings = _load(config)
+    keys, created = init_keys(settings.storage_root)
+    typer.echo(f"created: {', '.join(created)}" if created else "keys already exist; unchanged")
+    _print_keys(keys)
+
+
+@keys_app.command("show")
+def keys_show(config: ConfigOption) -> None:
+    """Print the public signing key (ed25519:<base64>) and the age recipient."""
+    from shimmfa.shim.keys import load_keys
+
+    _print_keys(load_keys(_load(config).storage_root))
+
+
+# -- recordings ----------------------------------------------------------------
+
+IdentityOption = Annotated[
+    Path, typer.Option("--identity", "-i", help="age identity file that can open the data key.")
+]
+
+
+def _trusted(pubkey: str | None) -> bytes | None:
+    from shimmfa.core.recording_reader import parse_public_key
+
+    return parse_public_key(pubkey) if pubkey else None
+
+
+@recording_app.command("verify")
+def recording_verify(
+    files: Annotated[list[Path], typer.Argument(help="Recording files (.shrec).")],
+    pubkey: Annotated[
+        str | None, typer.Option(help="The shim's key (ed25519:...) the recordings must carry.")
+    ] = None,
+    identity: Annotated[
+        Path | None, typer.Option("--identity", "-i", help="Also decrypt every frame.")
+    ] = None,
+) -> None:
+    """Check chain and signatures. Exit 0 all valid, 1 tampered (first bad
+    frame named), 3 truncated (last good frame and time named)."""
+    import datetime as dt
+
+    from shimmfa.errors import RecordingError
+    from shimmfa.shim.recordings import verify_file
+
+    trusted = _trusted(pubkey)
+    worst = 0
+    for path in files:
+        try:
+            verdict = verify_file(path, trusted, identity)
+        except RecordingError as exc:
+            typer.echo(f"{path}: tampered or not a recording: {exc}")
+            worst = 1
+            continue
+        message = verdict.message
+        if verdict.status == "truncated" and verdict.last_good_time:
+            when = dt.datetime.fromtimestamp(verdict.last_good_time, dt.UTC).isoformat()
+            message += f" at {when}"
+        if trusted is None and verdict.status == "valid":
+            message += f" (signed by {verdict.header['signing_key']}; pass --pubkey to pin it)"
+        typer.echo(f"{path}: {message}")
+        code = {"valid": 0, "tampered": 1, "truncated": 3}[verdict.status]
+        worst = 1 if 1 in (worst, code) else max(worst, code)
+    raise typer.Exit(worst)
+
+
+@recording_app.command("export")
+def recording_export(
+    file: Annotated[Path, typer.Argument(help="The recording (.shrec).")],
+    identity: IdentityOption,
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="jsonl, asciicast or raw.")
+    ] = "jsonl",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: stdout.")] = None,
+    direction: Annotated[str, typer.Option(help="raw only: out, in or both.")] = "out",
+    pubkey: Annotated[str | None, typer.Option(help="Require this shim key.")] = None,
+) -> None:
+    """Decrypt and export: jsonl (the seed's layout), asciicast v2, raw bytes."""
+    from shimmfa.shim import recordings
+
+    if format not in ("jsonl", "asciicast", "raw"):
+        raise typer.BadParameter("choose jsonl, asciicast or raw", param_hint="--format")
+    if direction not in ("out", "in", "both"):
+        raise typer.BadParameter("choose out, in or both", param_hint="--direction")
+    recording = recordings.open_recording(file, identity, _trusted(pubkey))
+    if recording.verdict.status != "valid":
+        _err(f"warning: {file}: {recording.verdict.message}")
+    if format == "raw":
+        chunks = recordings.raw_bytes(recording, direction)
+    else:
+        lines = (
+            recordings.jsonl_lines(recording)
+            if format == "jsonl"
+            else recordings.asciicast_lines(recording)
+        )
+        chunks = (line.encode() + b"\n" for line in lines)
+    if output is None:
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    else:
+        with output.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+
+
+@recording_app.command("play")
+def recording_play(
+    file: Annotated[Path, typer.Argument(help="The recording (.shrec).")],
+    identity: IdentityOption,
+    speed: Annotated[float, typer.Option(help="Playback speed factor.")] = 1.0,
+    max_idle: Annotated[float, typer.Option(help="Longest pause, seconds.")] = 2.0,
+) -> None:
+    """Replay what the technician saw, with its timing, in this terminal."""
+    import time
+
+    from shimmfa.shim import recordings
+
+    if speed <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--speed")
+    recording = recordings.open_recording(file, identity)
+    recordings.play(recording, sys.stdout.buffer, speed, max_idle, time.sleep)
+    if recording.verdict.status != "valid":
+        _err(f"warning: {recording.verdict.message}")
+
+
+@recording_app.command("list")
+def recording_list(config: ConfigOption) -> None:
+    """Table of the shim's recordings with their verification status."""
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from shimmfa.shim import recordings
+    from shimmfa.shim.keys import load_keys
+
+    settings = _load(config)
+    trusted = load_keys(settings.storage_root).public_key_raw
+    table = Table(
+        "session", "technician", "start (UTC)", "duration", "in", "out", "reason", "status"
+    )
+    files = sorted((settings.storage_root / "sessions").glob("*.shrec"))
+    for path in files:
+        row = recordings.listing(path, trusted)
+        start = dt.datetime.fromtimestamp(row.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            row.session_id,
+            row.technician_id,
+            start,
+            f"{row.duration:.0f} s" if row.duration is not None else "?",
+            str(row.bytes_in) if row.bytes_in is not None else "?",
+            str(row.bytes_out) if row.bytes_out is not None else "?",
+            row.reason,
+            row.status,
+        )
+    Console().print(table)
+    typer.echo(f"{len(files)} recording(s) in {settings.storage_root / 'sessions'}")
 
 
 # -- configuration -------------------------------------------------------------

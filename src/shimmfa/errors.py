@@ -9,6 +9,8 @@ program cannot work around. Every message says what to do next.
      ├── StateError           the durable state DB is unreadable or corrupt
      ├── SerialPortError      a serial endpoint cannot be opened or configured
      ├── TechnicianError      a technician management request cannot be done
+     ├── RecordingError       a recording is unreadable, or a session call is out of order
+     ├── KeyFileError         a key file is missing, malformed or readable by others
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -45,6 +47,22 @@ class TechnicianError(ShimMfaError):
     """A technician cannot be added, found, removed or unlocked as asked."""
 
     exit_code = 1
+
+
+class RecordingError(ShimMfaError):
+    """A recording cannot be read, or the recorder was used out of order."""
+
+    exit_code = 1
+
+
+class SessionStateError(RecordingError, RuntimeError):
+    """A session call that does not fit the recorder's state (seed: RuntimeError)."""
+
+
+class KeyFileError(ShimMfaError):
+    """A key file is missing, malformed, or not private to the shim."""
+
+    exit_code = 5
 
 
 class DemoError(ShimMfaError):

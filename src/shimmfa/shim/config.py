@@ -89,6 +89,39 @@ class TotpSection(_Section):
 
 class StorageSection(_Section):
     root: Annotated[str, Field(description="Directory for state, keys and recordings.")]
+    budget_bytes: Annotated[
+        int, Field(ge=1 << 20, description="Most bytes of recordings kept; then no new sessions.")
+    ] = 4 << 30
+    min_free_bytes: Annotated[
+        int, Field(ge=0, description="Free disk space below which no session starts.")
+    ] = 64 << 20
+
+
+class RecordingSection(_Section):
+    recipients: Annotated[
+        list[str],
+        Field(description="age recipients (age1...) of the recordings' data keys."),
+    ] = []
+    fsync_interval: Annotated[
+        float, Field(gt=0, le=60, description="Seconds between fsyncs + signed checkpoints.")
+    ] = 1.0
+    max_bytes: Annotated[
+        int, Field(ge=1 << 16, description="Largest session recording; then `size_limit`.")
+    ] = 1 << 30
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        from pyrage import x25519
+
+        for index, text in enumerate(value):
+            try:
+                x25519.Recipient.from_str(text)
+            except Exception:
+                raise ValueError(
+                    f"entry {index} is not an age X25519 recipient (age1...)"
+                ) from None
+        return value
 
 
 class TamperSection(_Section):
@@ -163,6 +196,7 @@ class Settings(_Section):
     siem: SiemSection = SiemSection()
     session: SessionSection = SessionSection()
     gate: GateSection = GateSection()
+    recording: RecordingSection = RecordingSection()
     technicians: list[TechnicianEntry] = []
 
     @field_validator("technicians")
