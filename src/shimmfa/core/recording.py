@@ -1,0 +1,243 @@
+"""The session recording format (`.shrec`, version 1): encoding.
+
+A recording is `MAGIC` followed by records, each `type (1 byte) | length
+(u32, big-endian) | body`. Rules (docs/recording-format.md explains them):
+
+- `H` header, first record: canonical JSON (session, shim, technician, start
+  time, the shim's Ed25519 public key, the age recipients, and the per-session
+  256-bit data key (DEK) encrypted with age), then a 64-byte Ed25519
+  signature.
+- `F` frame: ChaCha20-Poly1305 ciphertext under the DEK of one or more
+  entries `direction (1 byte: i/o/m) | monotonic seconds since start (f64) |
+  wall time (f64) | length (u32) | payload`, in the order they happened (the
+  recorder seals what arrived since its last pass into one frame, so the
+  relay's path stays cheap); nonce = frame index (u64, zero-padded to 12
+  bytes); associated data = the chain head before the record. Traffic is
+  never in plaintext.
+- `S` seal: canonical JSON (`kind` checkpoint or footer), the chain head after
+  each record since the previous seal (32 bytes each), then a signature. A
+  checkpoint is written at every fsync; the footer (byte counts, terminal
+  reason, end time) is the last record of a complete recording.
+- Chain: head_0 = SHA-256(CHAIN_DOMAIN || MAGIC); head_{n+1} =
+  SHA-256(head_n || type || length || body) over every record. Signatures
+  cover SIG_DOMAIN || head after the header (binds the session) || type ||
+  signed body, so a seal's list of heads pins every record to its position.
+- No I/O, clock or randomness here: the caller passes keys, nonces' source
+  (the frame counter), times and the encrypted DEK.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+__all__ = [
+    "CHAIN_DOMAIN",
+    "FORMAT",
+    "MAGIC",
+    "MAX_RECORD",
+    "SIG_DOMAIN",
+    "ENTRY",
+    "Direction",
+    "Entry",
+    "Header",
+    "RecordingEncoder",
+    "canonical_json",
+    "chain_start",
+    "frame_nonce",
+    "next_head",
+    "pack_record",
+    "signed_message",
+]
+
+MAGIC = b"SHREC/1\n"
+FORMAT = "shrec/1"
+CHAIN_DOMAIN = b"shimmfa recording chain v1"
+SIG_DOMAIN = b"shimmfa recording signature v1"
+MAX_RECORD = 8 << 20
+HEADER, FRAME, SEAL = b"H", b"F", b"S"
+SIGNATURE_BYTES = 64
+HEAD_BYTES = 32
+ENTRY = struct.Struct(">cddI")
+_LENGTH = struct.Struct(">I")
+
+
+class Direction(StrEnum):
+    """Seed names: IN/OUT and INBOUND/OUTBOUND are the same members."""
+
+    IN = "in"  # technician -> device
+    OUT = "out"  # device -> technician
+    META = "meta"  # an event recorded in the session
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+Entry = tuple[str, float, float, bytes]
+"""One recorded chunk: (direction, monotonic since start, wall time, payload)."""
+
+DIRECTION_CODES: dict[str, bytes] = {"in": b"i", "out": b"o", "meta": b"m"}
+CODE_DIRECTIONS: dict[bytes, Direction] = {
+    b"i": Direction.IN,
+    b"o": Direction.OUT,
+    b"m": Direction.META,
+}
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_start() -> bytes:
+    return hashlib.sha256(CHAIN_DOMAIN + MAGIC).digest()
+
+
+def pack_record(kind: bytes, body: bytes) -> bytes:
+    if len(body) > MAX_RECORD:
+        raise ValueError(f"record of {len(body)} bytes exceeds {MAX_RECORD}")
+    return kind + _LENGTH.pack(len(body)) + body
+
+
+def next_head(head: bytes, record: bytes) -> bytes:
+    return hashlib.sha256(head + record).digest()
+
+
+def frame_nonce(index: int) -> bytes:
+    return b"\x00\x00\x00\x00" + index.to_bytes(8, "big")
+
+
+def signed_message(session_head: bytes, kind: bytes, body: bytes) -> bytes:
+    """What a header or seal signature covers. For the header itself
+    `session_head` is the chain start."""
+    return SIG_DOMAIN + session_head + kind + body
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    session_id: str
+    shim_id: str
+    technician_id: str
+    started_at: float
+    signing_key: str  # "ed25519:<base64 of the raw 32 bytes>"
+    recipients: tuple[str, ...]
+    encrypted_dek: bytes  # age ciphertext of the 32-byte DEK
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        import base64
+
+        return {
+            **self.extra,
+            "format": FORMAT,
+            "session_id": self.session_id,
+            "shim_id": self.shim_id,
+            "technician_id": self.technician_id,
+            "started_at": self.started_at,
+            "signing_key": self.signing_key,
+            "recipients": list(self.recipients),
+            "cipher": "chacha20-poly1305",
+            "dek_age": base64.b64encode(self.encrypted_dek).decode(),
+        }
+
+
+class RecordingEncoder:
+    """Turns a session into the bytes of its recording, record by record.
+
+    `sign` signs a message with the shim's Ed25519 key. The DEK lives only in
+    this object; `forget()` drops it at the end of the session.
+    """
+
+    def __init__(self, header: Header, dek: bytes, sign: Callable[[bytes], bytes]) -> None:
+        if len(dek) != 32:
+            raise ValueError("the data key must be 32 bytes")
+        self._aead: ChaCha20Poly1305 | None = ChaCha20Poly1305(dek)
+        self._sign = sign
+        self._head = chain_start()
+        self._frames = 0
+        self._records_since_seal: list[bytes] = []
+        self._first_frame_since_seal = 0
+        self._last_wall = header.started_at
+        header_body = canonical_json(header.to_json())
+        signature = sign(signed_message(self._head, HEADER, header_body))
+        self.header_record = MAGIC + self._append(HEADER, header_body + signature, track=False)
+        """The start of the file: MAGIC and the signed header record."""
+        self._session_head = self._head
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    @property
+    def head(self) -> bytes:
+        return self._head
+
+    def _append(self, kind: bytes, body: bytes, *, track: bool = True) -> bytes:
+        record = pack_record(kind, body)
+        self._head = next_head(self._head, record)
+        if track:
+            self._records_since_seal.append(self._head)
+        return record
+
+    def frame(self, entries: list[Entry]) -> bytes:
+        """Seal `entries` (direction, monotonic, wall, payload) as one frame."""
+        if self._aead is None:
+            raise ValueError("the recording is closed")
+        if not entries:
+            raise ValueError("a frame needs at least one entry")
+        parts = []
+        for direction, monotonic, wall, payload in entries:
+            code = DIRECTION_CODES[direction]
+            parts.append(ENTRY.pack(code, monotonic, wall, len(payload)))
+            parts.append(payload)
+            if code == b"i":
+                self.bytes_in += len(payload)
+            elif code == b"o":
+                self.bytes_out += len(payload)
+        self._last_wall = entries[-1][2]
+        sealed = self._aead.encrypt(frame_nonce(self._frames), b"".join(parts), self._head)
+        self._frames += 1
+        return self._append(FRAME, sealed)
+
+    def checkpoint(self) -> bytes:
+        return self._seal({"kind": "checkpoint"})
+
+    def footer(self, ended_at: float, started_at: float, reason: str) -> bytes:
+        record = self._seal(
+            {
+                "kind": "footer",
+                "ended_at": ended_at,
+                "duration_seconds": max(0.0, ended_at - started_at),
+                "bytes_inbound": self.bytes_in,
+                "bytes_outbound": self.bytes_out,
+                "terminal_reason": reason,
+            }
+        )
+        self.forget()
+        return record
+
+    def forget(self) -> None:
+        self._aead = None
+
+    def _seal(self, fields: dict[str, Any]) -> bytes:
+        heads = self._records_since_seal
+        info = {
+            **fields,
+            "first_frame": self._first_frame_since_seal,
+            "frames": self._frames,
+            "records": len(heads),
+            "last_frame_wall": self._last_wall,
+            "chain_head": self._head.hex(),
+        }
+        signed = _LENGTH.pack(len(body := canonical_json(info))) + body + b"".join(heads)
+        signature = self._sign(signed_message(self._session_head, SEAL, signed))
+        self._records_since_seal = []
+        self._first_frame_since_seal = self._frames
+        return self._append(SEAL, signed + signature, track=False)

@@ -1,0 +1,379 @@
+"""Writes session recordings (`<storage.root>/sessions/*.shrec`).
+
+Rules:
+- The relay's path costs one deque append per chunk (`record()`): a writer
+  thread seals what arrived into frames every `POLL` seconds and, every
+  `fsync_interval`, writes a signed checkpoint and fsyncs. After a crash every
+  frame up to the last checkpoint verifies.
+- A footer is written on every end of a session (`end_session`, whatever the
+  reason); the DEK is dropped with it.
+- One session at a time; calls out of order raise `SessionStateError`
+  (a RuntimeError, as in the seed).
+- A session that reaches `max_bytes` is ended by the relay (`size_limit`,
+  reported through `on_problem`); a write error reports `recording_failed`.
+  New sessions are refused (`StorageExhaustedError`) while the recordings use
+  `budget_bytes` or free space is below `min_free_bytes`. Nothing is deleted.
+- File names are the session ID plus a sanitised technician ID.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyrage
+
+from shimmfa import __version__
+from shimmfa.core.recording import Direction, Entry, Header, RecordingEncoder, canonical_json
+from shimmfa.core.session import new_session_id
+from shimmfa.errors import RecordingError, SessionStateError
+from shimmfa.shim.keys import ShimKeys, init_keys, local_recording_recipient, parse_recipient
+
+__all__ = [
+    "Direction",
+    "SessionMeta",
+    "SessionRecorder",
+    "SiemTransport",
+    "StorageExhaustedError",
+]
+
+log = logging.getLogger("shimmfa.recorder")
+
+POLL = 0.05
+MAX_FRAME_PAYLOAD = 256 << 10
+SUFFIX = ".shrec"
+
+
+class SiemTransport(Protocol):
+    def forward(self, record: dict[str, Any]) -> bool: ...
+
+
+class StorageExhaustedError(RecordingError):
+    """No room for another recording."""
+
+
+@dataclasses.dataclass
+class SessionMeta:
+    session_id: str
+    technician_id: str
+    shim_id: str
+    started_at: float
+    ended_at: float | None = None
+    bytes_inbound: int = 0
+    bytes_outbound: int = 0
+    terminal_reason: str | None = None
+    path: Path | None = None
+
+
+def safe_name(technician_id: str) -> str:
+    """A technician ID as a harmless file-name fragment."""
+    cleaned = re.sub(r"[^A-Za-z0-9@._+-]", "_", technician_id)[:64]
+    return cleaned.lstrip(".") or "_"
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
+
+
+@dataclasses.dataclass
+class _Open:
+    meta: SessionMeta
+    encoder: RecordingEncoder
+    fd: int
+    mono0: float
+    queue: collections.deque[Entry]
+    size: int = 0
+    unsynced: bool = False
+    last_sync: float = 0.0
+    limit_reported: bool = False
+    failed: bool = False
+
+
+class SessionRecorder:
+    def __init__(
+        self,
+        storage_root: str | Path,
+        shim_id: str,
+        siem: SiemTransport | None = None,
+        *,
+        keys: ShimKeys | None = None,
+        recipients: list[str] | None = None,
+        fsync_interval: float = 1.0,
+        max_bytes: int = 1 << 30,
+        budget_bytes: int = 4 << 30,
+        min_free_bytes: int = 0,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self._root = Path(storage_root)
+        self._dir = self._root / "sessions"
+        self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._shim_id = shim_id
+        self._siem = siem
+        self._keys = keys if keys is not None else init_keys(self._root)[0]
+        self.warnings: list[str] = []
+        if recipients:
+            self._recipients = [parse_recipient(text) for text in recipients]
+            self._recipient_texts = list(recipients)
+        else:
+            text, secret_here = local_recording_recipient(self._root)
+            self._recipients = [parse_recipient(text)]
+            self._recipient_texts = [text]
+            if secret_here:
+                self.warnings.append(
+                    "recordings are encrypted to a local identity whose secret key "
+                    f"{self._root / 'keys' / 'recording.agekey'} is still on the shim: move it "
+                    "to the auditors' custody (or set recording.recipients), or a stolen shim "
+                    "can read past sessions"
+                )
+        self._fsync_interval = fsync_interval
+        self._max_bytes = max_bytes
+        self._budget = budget_bytes
+        self._min_free = min_free_bytes
+        self._on_problem = on_problem or (lambda reason: None)
+        self._used = sum(p.stat().st_size for p in self._dir.glob(f"*{SUFFIX}"))
+        self._open: _Open | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+        self._thread.start()
+
+    @property
+    def sessions_dir(self) -> Path:
+        return self._dir
+
+    @property
+    def has_open_session(self) -> bool:
+        return self._open is not None
+
+    # -- storage budget -------------------------------------------------------
+
+    def storage_problem(self) -> str | None:
+        """Why a new session cannot be recorded now, or None."""
+        if self._used >= self._budget:
+            return f"recordings use {self._used} bytes of a {self._budget}-byte budget"
+        free = shutil.disk_usage(self._dir).free
+        if free < self._min_free:
+            return f"only {free} bytes free on the recording disk"
+        return None
+
+    # -- session lifecycle ------------------------------------------------------
+
+    def start_session(self, technician_id: str, *, extra: dict[str, Any] | None = None) -> str:
+        problem = self.storage_problem()
+        if problem:
+            raise StorageExhaustedError(f"Storage exhausted: {problem}")
+        with self._lock:
+            if self._open is not None:
+                raise SessionStateError(f"session {self._open.meta.session_id} already open")
+            now = time.time()
+            session_id = new_session_id(now, os.urandom(6))
+            path = self._dir / f"{session_id}_{safe_name(technician_id)}{SUFFIX}"
+            dek = os.urandom(32)
+            header = Header(
+                session_id=session_id,
+                shim_id=self._shim_id,
+                technician_id=technician_id,
+                started_at=now,
+                signing_key=self._keys.public_key_text,
+                recipients=tuple(self._recipient_texts),
+                encrypted_dek=pyrage.encrypt(dek, self._recipients),
+                extra={"started_at_iso": _iso(now), "software": f"shimmfa {__version__}"}
+                | (extra or {}),
+            )
+            encoder = RecordingEncoder(header, dek, self._keys.sign)
+            del dek
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                try:
+                    self._write(fd, encoder.header_record)
+                    os.fsync(fd)
+                    _fsync_dir(self._dir)
+                except OSError:
+                    os.close(fd)
+                    path.unlink(missing_ok=True)
+                    raise
+            except OSError as exc:
+                raise StorageExhaustedError(
+                    f"Storage exhausted: cannot write {path}: {exc}"
+                ) from exc
+            meta = SessionMeta(session_id, technician_id, self._shim_id, now, path=path)
+            self._open = _Open(meta, encoder, fd, time.monotonic(), collections.deque())
+            self._open.last_sync = time.monotonic()
+        self._forward(
+            {
+                "event": "session_start",
+                "type": "session_header",
+                "session_id": session_id,
+                "technician_id": technician_id,
+                "shim_id": self._shim_id,
+                "started_at_epoch": now,
+                "started_at_iso": _iso(now),
+                "version": "1.0",
+            }
+        )
+        log.info("recording session %s to %s", session_id, path.name)
+        return session_id
+
+    def record(self, direction: str, data: bytes) -> None:
+        """The relay's path: queue one chunk of the open session."""
+        session = self._open
+        if session is None:
+            return
+        session.queue.append((direction, time.monotonic() - session.mono0, time.time(), data))
+        session.size += len(data)
+        if session.size > self._max_bytes and not session.limit_reported:
+            session.limit_reported = True
+            self._on_problem("size_limit")
+
+    def append_traffic(self, session_id: str, direction: Direction, chunk: bytes) -> None:
+        self._require(session_id)
+        if direction is Direction.META:
+            raise SessionStateError("use append_event for meta records")
+        self.record(direction, bytes(chunk))
+
+    def append_event(self, session_id: str, event: dict[str, Any]) -> None:
+        session = self._require(session_id)
+        record = {"type": "meta", "epoch": time.time(), **event}
+        session.queue.append(
+            (
+                Direction.META,
+                time.monotonic() - session.mono0,
+                record["epoch"],
+                canonical_json(record),
+            )
+        )
+        self._forward({"session_id": session_id, **record})
+
+    def end_session(self, session_id: str, reason: str) -> SessionMeta:
+        with self._lock:
+            session = self._require(session_id)
+            self._open = None
+            meta = session.meta
+            meta.ended_at = time.time()
+            meta.terminal_reason = reason
+            try:
+                self._drain(session)
+                footer = session.encoder.footer(meta.ended_at, meta.started_at, reason)
+                self._write(session.fd, footer)
+                os.fsync(session.fd)
+            except OSError as exc:
+                log.error("could not finish recording %s: %s", session_id, exc)
+            finally:
+                session.encoder.forget()
+                os.close(session.fd)
+            meta.bytes_inbound = session.encoder.bytes_in
+            meta.bytes_outbound = session.encoder.bytes_out
+        self._forward(
+            {
+                "event": "session_end",
+                "session_id": session_id,
+                "technician_id": meta.technician_id,
+                "shim_id": meta.shim_id,
+                "duration_seconds": meta.ended_at - meta.started_at,
+                "bytes_inbound": meta.bytes_inbound,
+                "bytes_outbound": meta.bytes_outbound,
+                "terminal_reason": reason,
+            }
+        )
+        log.info(
+            "recording of %s closed: reason=%s in=%d out=%d",
+            session_id,
+            reason,
+            meta.bytes_inbound,
+            meta.bytes_outbound,
+        )
+        return meta
+
+    def force_close_on_emergency(self, reason: str) -> SessionMeta | None:
+        session = self._open
+        if session is None:
+            return None
+        return self.end_session(session.meta.session_id, reason)
+
+    def close(self) -> None:
+        """End any open session (reason `shutdown`) and stop the writer."""
+        self.force_close_on_emergency("shutdown")
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout=5)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _require(self, session_id: str) -> _Open:
+        session = self._open
+        if session is None or session.meta.session_id != session_id:
+            raise SessionStateError(f"session {session_id} is not open")
+        return session
+
+    def _forward(self, record: dict[str, Any]) -> None:
+        if self._siem is None:
+            return
+        try:
+            self._siem.forward(record)
+        except Exception as exc:  # the SIEM never breaks recording
+            log.warning("SIEM transport failed: %s", exc)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        self._used += len(data)
+
+    def _drain(self, session: _Open) -> None:
+        """Seal everything queued into frames and write them (no fsync)."""
+        queue = session.queue
+        out = []
+        while queue:
+            batch: list[Entry] = []
+            size = 0
+            while queue and size < MAX_FRAME_PAYLOAD:
+                entry = queue.popleft()
+                batch.append(entry)
+                size += len(entry[3])
+            out.append(session.encoder.frame(batch))
+        if out:
+            self._write(session.fd, b"".join(out))
+            session.unsynced = True
+
+    def _sync(self, session: _Open) -> None:
+        self._write(session.fd, session.encoder.checkpoint())
+        os.fsync(session.fd)
+        session.unsynced = False
+        session.last_sync = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait(POLL)
+            with self._lock:
+                session = self._open
+                if session is None or session.failed:
+                    continue
+                try:
+                    self._drain(session)
+                    due = time.monotonic() - session.last_sync >= self._fsync_interval
+                    if session.unsynced and due:
+                        self._sync(session)
+                except Exception as exc:
+                    session.failed = True
+                    log.error("recording %s failed: %s", session.meta.session_id, exc)
+                    self._on_problem("recording_failed")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
