@@ -176,11 +176,12 @@ class GateMachine:
 
     def receive(self, data: bytes, now: float) -> list[Action]:
         if self.state is GateState.OPEN:
-            return [ForwardToDevice(bytes(data))] if data else []
+            data = self._skip_lf_after_cr(bytes(data))
+            return [ForwardToDevice(data)] if data else []
         if self.state is GateState.CHALLENGE:
             return self._challenge(bytes(data), now)
         if self.state is GateState.AUTHENTICATING:
-            self._pending += bytes(data)
+            self._pending += self._skip_lf_after_cr(bytes(data))
             return []
         if self.state is GateState.LOCKED:
             return [Discarded(len(data), "gate locked")] if data else []
@@ -290,11 +291,7 @@ class GateMachine:
                 self._flush_echo(echo, actions)
                 actions.extend(self._end_of_line())
                 if self.state is GateState.AUTHENTICATING:
-                    rest = data[index + 1 :]
-                    if byte == _CR and rest[:1] == b"\n":
-                        rest = rest[1:]
-                        self._after_cr = False
-                    self._pending = rest
+                    self._pending = self._skip_lf_after_cr(data[index + 1 :])
                     break
                 continue
             if self._dropping_line:
@@ -320,6 +317,15 @@ class GateMachine:
                 echo.append(byte)
         self._flush_echo(echo, actions)
         return actions
+
+    def _skip_lf_after_cr(self, data: bytes) -> bytes:
+        """Drop the LF of a CRLF whose CR ended the previous line, even when
+        it arrives in a later read (after the auth line, it must not reach
+        the device). Once any byte has followed the CR, the pair is decided."""
+        if not (self._after_cr and data):
+            return data
+        self._after_cr = False
+        return data[1:] if data[0] == _LF else data
 
     def _flush_echo(self, echo: bytearray, actions: list[Action]) -> None:
         if echo and self.config.echo:

@@ -28,7 +28,9 @@ MAX_DURATION = "max_duration"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
 
-_PATTERN = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{12}$")
+# ASCII digits only (`\d` also matches other scripts' digits) and fullmatch
+# (`$` also matches before a trailing newline): the ID names a file.
+_PATTERN = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-f]{12}")
 
 
 def new_session_id(wall_time: float, suffix: bytes) -> str:
@@ -41,4 +43,4 @@ def new_session_id(wall_time: float, suffix: bytes) -> str:
 
 
 def valid_session_id(text: str) -> bool:
-    return bool(_PATTERN.match(text))
+    return _PATTERN.fullmatch(text) is not None

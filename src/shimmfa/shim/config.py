@@ -244,6 +244,12 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
     keys: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        try:
+            hash(key)
+        except TypeError:  # e.g. `? [a]`: SafeLoader's own check comes too late for us
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain value", key_node.start_mark
+            ) from None
         if key in keys:
             line = key_node.start_mark.line + 1
             raise ConfigError(f"line {line}: key {key!r} appears twice")
@@ -275,6 +281,8 @@ def _describe(error: Any) -> str:
 
 
 def parse_settings(data: Any, source: str = "config") -> Settings:
+    if data is None:
+        raise ConfigError(f"{source}: the file is empty; `shimmfa config reference` lists the keys")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the file must be a YAML mapping of sections")
     try:
@@ -295,7 +303,6 @@ def secret_warnings(settings: Settings) -> list[str]:
                 "log in as them. Enrol a new secret with `shimmfa technician add` and remove "
                 "it from the file."
             )
-            continue
         bits = len(decode_secret(entry.totp_secret)) * 8
         if bits < MIN_SECRET_BITS:
             warnings.append(
@@ -327,6 +334,10 @@ def load_config(path: str | Path) -> LoadedConfig:
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise ConfigError(f"{path}: {where}{problem}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these for values such as `!!int 0x` or
+        # `!!timestamp 2020-13-45`, and its composer recurses once per level.
+        raise ConfigError(f"{path}: not a valid YAML value ({type(exc).__name__}: {exc})") from None
     settings = parse_settings(data, str(path))
     return LoadedConfig(settings, path, tuple(secret_warnings(settings)))
 

@@ -113,6 +113,8 @@ class StateStore:
                 raise sqlite3.DatabaseError(f"integrity check failed: {check}")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()  # do not leak the connection of a refused DB
             raise StateError(
                 f"state DB {self.path} is unreadable or corrupt ({exc}); the port stays "
                 "closed. Restore the file from backup, or move it aside to start afresh "
