@@ -125,7 +125,7 @@ def _header(body: bytes, trusted_key: bytes | None) -> tuple[dict[str, Any], Ed2
     text, signature = body[:-SIGNATURE_BYTES], body[-SIGNATURE_BYTES:]
     try:
         header = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # RecursionError: deeply nested, unsigned JSON
         raise _TamperedError("the header is not valid JSON") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise _TamperedError("the header is not a shrec/1 header")
@@ -158,7 +158,7 @@ def _seal(body: bytes) -> tuple[dict[str, Any], list[bytes], bytes, bytes]:
         raise _TamperedError("a seal record has a malformed length")
     try:
         info = json.loads(body[4 : 4 + size])
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # parsed before its signature is checked
         raise _TamperedError("a seal record is not valid JSON") from None
     if not isinstance(info, dict) or info.get("kind") not in ("checkpoint", "footer"):
         raise _TamperedError("a seal record has an unknown kind")
