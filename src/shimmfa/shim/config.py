@@ -138,10 +138,11 @@ class SiemSection(_Section):
 
 class SessionSection(_Section):
     idle_timeout: Annotated[
-        float, Field(gt=0, description="Seconds without traffic either way that end a session.")
+        float,
+        Field(gt=0, le=86400, description="Seconds without traffic either way that end a session."),
     ] = 900.0
     max_duration: Annotated[
-        float, Field(gt=0, description="Longest session, seconds (default 8 hours).")
+        float, Field(gt=0, le=7 * 86400, description="Longest session, seconds (default 8 hours).")
     ] = 28800.0
 
 
@@ -151,9 +152,9 @@ class GateSection(_Section):
         int, Field(ge=32, le=4096, description="Longest accepted login line, bytes.")
     ] = 256
     backoff_initial: Annotated[
-        float, Field(ge=0, description="First per-port backoff after a failure, s (0: off).")
+        float, Field(ge=0, le=60, description="First per-port backoff after a failure, s (0: off).")
     ] = 1.0
-    backoff_max: Annotated[float, Field(ge=0, description="Backoff cap, seconds.")] = 60.0
+    backoff_max: Annotated[float, Field(ge=0, le=600, description="Backoff cap, seconds.")] = 60.0
 
 
 class TechnicianEntry(_Section):

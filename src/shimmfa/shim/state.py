@@ -93,6 +93,10 @@ class AuditEntry:
     detail: dict[str, object]
 
 
+class _NewerSchemaError(sqlite3.DatabaseError):
+    pass
+
+
 class StateStore:
     """The shim's durable state. Thread-safe; one connection per store."""
 
@@ -115,6 +119,8 @@ class StateStore:
         except (sqlite3.Error, OSError) as exc:
             if hasattr(self, "_db"):
                 self._db.close()  # do not leak the connection of a refused DB
+            if isinstance(exc, _NewerSchemaError):
+                raise StateError(str(exc)) from None
             raise StateError(
                 f"state DB {self.path} is unreadable or corrupt ({exc}); the port stays "
                 "closed. Restore the file from backup, or move it aside to start afresh "
@@ -129,8 +135,10 @@ class StateStore:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > len(_SCHEMA):
-            raise sqlite3.DatabaseError(
-                f"schema version {version} is newer than this shimmfa ({len(_SCHEMA)})"
+            raise _NewerSchemaError(
+                f"state DB {self.path} was written by a newer shimmfa (schema {version}, this "
+                f"version knows {len(_SCHEMA)}); install that version again. Do not move the "
+                "file aside: it holds the replay counters and lockouts."
             )
         for number in range(version, len(_SCHEMA)):
             with self._transaction() as db:
