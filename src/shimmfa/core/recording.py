@@ -193,16 +193,21 @@ class RecordingEncoder:
         if not entries:
             raise ValueError("a frame needs at least one entry")
         parts = []
+        counts = {b"i": 0, b"o": 0, b"m": 0}
         for direction, monotonic, wall, payload in entries:
             code = DIRECTION_CODES[direction]
             parts.append(ENTRY.pack(code, monotonic, wall, len(payload)))
             parts.append(payload)
-            if code == b"i":
-                self.bytes_in += len(payload)
-            elif code == b"o":
-                self.bytes_out += len(payload)
+            counts[code] += len(payload)
+        plaintext = b"".join(parts)
+        # Refuse before changing any state: a frame counted but never written
+        # would make every later seal, and so the whole file, look tampered.
+        if len(plaintext) + 16 > MAX_RECORD:
+            raise ValueError(f"a frame of {len(plaintext)} bytes exceeds {MAX_RECORD}")
+        sealed = self._aead.encrypt(frame_nonce(self._frames), plaintext, self._head)
+        self.bytes_in += counts[b"i"]
+        self.bytes_out += counts[b"o"]
         self._last_wall = entries[-1][2]
-        sealed = self._aead.encrypt(frame_nonce(self._frames), b"".join(parts), self._head)
         self._frames += 1
         return self._append(FRAME, sealed)
 
