@@ -95,6 +95,12 @@ class Outlet:
             written = os.write(self.fd, data)
         except BlockingIOError:
             written = 0
+        except OSError as exc:
+            # The other end hung up (EIO): drop the data and report it from a
+            # fresh callback, so the caller's actions finish first.
+            self.stop()
+            self._loop.call_soon(self._on_error, exc)
+            return True
         if written == len(data):
             return True
         self.backlog += data[written:]
@@ -303,10 +309,12 @@ class Relay:
         self._retry(self._connect_device)
 
     def _technician_write_failed(self, exc: OSError) -> None:
-        self._technician_gone(f"write failed: {exc.strerror}")
+        if self.tech is not None:  # not already handled by the reader
+            self._technician_gone(f"write failed: {exc.strerror}")
 
     def _device_write_failed(self, exc: OSError) -> None:
-        self._device_gone(f"write failed: {exc.strerror}")
+        if self.dev is not None:
+            self._device_gone(f"write failed: {exc.strerror}")
 
     def _poll_carrier(self) -> None:
         """On real ttys a DCD or DSR line dropping from high to low is a hang-up."""
