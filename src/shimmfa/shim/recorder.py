@@ -238,6 +238,9 @@ class SessionRecorder:
 
     def append_traffic(self, session_id: str, direction: Direction, chunk: bytes) -> None:
         self._require(session_id)
+        # Check here, not in the writer thread: an unknown direction there
+        # fails the whole recording, and the string "meta" is not `is` META.
+        direction = Direction(direction)
         if direction is Direction.META:
             raise SessionStateError("use append_event for meta records")
         self.record(direction, bytes(chunk))
