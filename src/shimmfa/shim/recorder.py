@@ -230,7 +230,14 @@ class SessionRecorder:
         session = self._open
         if session is None:
             return
-        session.queue.append((direction, time.monotonic() - session.mono0, time.time(), data))
+        monotonic, wall = time.monotonic() - session.mono0, time.time()
+        if len(data) <= MAX_FRAME_PAYLOAD:
+            session.queue.append((direction, monotonic, wall, data))
+        else:  # no frame may outgrow a record (MAX_RECORD): cut it into entries
+            for start in range(0, len(data), MAX_FRAME_PAYLOAD):
+                session.queue.append(
+                    (direction, monotonic, wall, data[start : start + MAX_FRAME_PAYLOAD])
+                )
         session.size += len(data)
         if session.size > self._max_bytes and not session.limit_reported:
             session.limit_reported = True
