@@ -11,6 +11,7 @@ program cannot work around. Every message says what to do next.
      ├── TechnicianError      a technician management request cannot be done
      ├── RecordingError       a recording is unreadable, or a session call is out of order
      ├── KeyFileError         a key file is missing, malformed or readable by others
+     ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -63,6 +64,13 @@ class KeyFileError(ShimMfaError):
     """A key file is missing, malformed, or not private to the shim."""
 
     exit_code = 5
+
+
+class HeartbeatError(ShimMfaError):
+    """A heartbeat was refused: malformed, unknown shim, bad signature, or not
+    newer than the last one accepted from that shim."""
+
+    exit_code = 1
 
 
 class DemoError(ShimMfaError):

@@ -10,6 +10,8 @@ Rules:
 - A DB that cannot be opened, fails its integrity check or has a schema from
   a newer version raises `StateError`: the daemon then keeps the port closed.
 - Unlocks and enrolment changes are written to the `audit` table.
+- `_SCHEMA` is append-only: a released version is never rewritten; a change
+  is a new entry.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ _SCHEMA = [
         action TEXT NOT NULL,
         subject TEXT NOT NULL,
         detail TEXT NOT NULL
+    );
+    """,
+    # version 2: named durable counters (the boot counter of heartbeats)
+    """
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
     );
     """,
 ]
@@ -189,6 +198,26 @@ class StateStore:
                 ),
             )
         return result
+
+    # -- counters -----------------------------------------------------------
+
+    def counter(self, name: str) -> int:
+        """The value of a durable counter (0 if never incremented)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def increment(self, name: str) -> int:
+        """Add one to a durable counter and return the new value, committed
+        (on disk) before this returns."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (name,),
+            )
+            row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+        return int(row[0])
 
     # -- technicians --------------------------------------------------------
 
