@@ -68,9 +68,14 @@ class KeyFileError(ShimMfaError):
 
 class HeartbeatError(ShimMfaError):
     """A heartbeat was refused: malformed, unknown shim, bad signature, or not
-    newer than the last one accepted from that shim."""
+    newer than the last one accepted from that shim. `reason` says which, as a
+    short code (`core.heartbeat.Rejection`) a receiver can count or map."""
 
     exit_code = 1
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DemoError(ShimMfaError):
