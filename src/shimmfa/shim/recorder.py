@@ -6,7 +6,8 @@ Rules:
   `fsync_interval`, writes a signed checkpoint and fsyncs. After a crash every
   frame up to the last checkpoint verifies.
 - A footer is written on every end of a session (`end_session`, whatever the
-  reason); the DEK is dropped with it.
+  reason); the DEK is dropped with it. After a write error nothing more is
+  written: the file stays truncated at its last checkpoint, not "tampered".
 - One session at a time; calls out of order raise `SessionStateError`
   (a RuntimeError, as in the seed).
 - A session that reaches `max_bytes` is ended by the relay (`size_limit`,
@@ -273,10 +274,16 @@ class SessionRecorder:
             meta.ended_at = time.time()
             meta.terminal_reason = reason
             try:
-                self._drain(session)
-                footer = session.encoder.footer(meta.ended_at, meta.started_at, reason)
-                self._write(session.fd, footer)
-                os.fsync(session.fd)
+                if session.failed:
+                    # A frame the encoder sealed never (fully) reached the disk:
+                    # a footer would sign its head, and the file would verify as
+                    # tampered. Leave it truncated at its last checkpoint.
+                    log.error("recording %s left truncated after a write error", session_id)
+                else:
+                    self._drain(session)
+                    footer = session.encoder.footer(meta.ended_at, meta.started_at, reason)
+                    self._write(session.fd, footer)
+                    os.fsync(session.fd)
             except OSError as exc:
                 log.error("could not finish recording %s: %s", session_id, exc)
             finally:
