@@ -69,6 +69,18 @@ _SCHEMA = [
         value INTEGER NOT NULL
     );
     """,
+    # version 3: the SIEM outbox (shim/outbox.py): events wait here until a
+    # sender has delivered them; `security` = 0 marks droppable heartbeats
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        security INTEGER NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX outbox_droppable ON outbox (security, id);
+    """,
 ]
 
 
@@ -151,6 +163,10 @@ class StateStore:
             )
         for number in range(version, len(_SCHEMA)):
             with self._transaction() as db:
+                # Another connection (the outbox's own) may have migrated
+                # since we looked: re-read inside the write lock.
+                if db.execute("PRAGMA user_version").fetchone()[0] > number:
+                    continue
                 for statement in _SCHEMA[number].split(";"):
                     if statement.strip():
                         db.execute(statement)
