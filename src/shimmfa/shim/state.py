@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from shimmfa.core.totp import AuthState, TechnicianRecord
 from shimmfa.errors import StateError, TechnicianError
+from shimmfa.shim.tamper import Latch
 
 T = TypeVar("T")
 
@@ -80,6 +81,15 @@ _SCHEMA = [
         body TEXT NOT NULL
     );
     CREATE INDEX outbox_droppable ON outbox (security, id);
+    """,
+    # version 4: the tamper latch (shim/tamper.py): one row while latched
+    """
+    CREATE TABLE tamper_latch (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        detail TEXT NOT NULL
+    );
     """,
 ]
 
@@ -234,6 +244,34 @@ class StateStore:
             )
             row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0])
+
+    # -- tamper latch (shim.tamper.LatchStore) --------------------------------
+
+    def latch(self) -> Latch | None:
+        with self._lock:
+            row = self._db.execute("SELECT reason, at, detail FROM tamper_latch").fetchone()
+        return Latch(row[0], row[1], json.loads(row[2])) if row else None
+
+    def set_latch(self, reason: str, at: float, detail: dict[str, object]) -> None:
+        """Latch (the first reason is kept); audited; on disk when it returns."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO tamper_latch VALUES (1, ?, ?, ?)",
+                (reason, at, json.dumps(detail, sort_keys=True, default=str)),
+            )
+            self._audit(db, at, "tamper_latched", reason, {"detail": detail})
+
+    def clear_latch(self, at: float, operator: str, reason: str) -> None:
+        with self._transaction() as db:
+            row = db.execute("SELECT reason FROM tamper_latch").fetchone()
+            db.execute("DELETE FROM tamper_latch")
+            self._audit(
+                db,
+                at,
+                "tamper_latch_reset",
+                row[0] if row else "-",
+                {"operator": operator, "reason": reason},
+            )
 
     # -- technicians --------------------------------------------------------
 

@@ -1,0 +1,338 @@
+"""Tamper sensors and the detector that latches the shim shut.
+
+Rules:
+- A sensor's `poll()` returns a `TamperEvent` while it sees tampering, else
+  None. A sensor that raises, or a polling round that does not finish within
+  `sensor_timeout`, is `sensor_fault`: the shim fails closed (the seed did
+  the opposite).
+- `report_tamper` first stops traffic (`emergency_stop("tamper:<event>")`),
+  then writes the latch durably, then emits the event. The latch survives
+  restarts; only `admin_reset` (after the caller has authorised it) clears it,
+  and a sensor still seeing tampering latches again at once.
+- An event is reported when it starts, not on every poll while it lasts.
+- Heartbeats are emitted every `heartbeat_period` from the watchdog thread, so
+  a stuck sensor does not silence them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger("shimmfa.tamper")
+
+__all__ = [
+    "FileSensor",
+    "GpioSensor",
+    "HeartbeatRecord",
+    "Latch",
+    "LatchStore",
+    "ModemSensor",
+    "NullSensor",
+    "TamperDetector",
+    "TamperEvent",
+    "TamperSensor",
+]
+
+
+class TamperEvent(StrEnum):
+    CASE_OPENED = "case_opened"
+    MAGNETIC_ANOMALY = "magnetic_anomaly"
+    UNEXPECTED_MOTION = "unexpected_motion"
+    BOOT_INTEGRITY_VIOLATED = "boot_integrity_violated"
+    HEARTBEAT_MISSED = "heartbeat_missed"
+    CABLE_PULLED = "cable_pulled"
+    SENSOR_FAULT = "sensor_fault"
+
+
+class TamperSensor(Protocol):
+    name: str
+
+    def poll(self) -> TamperEvent | None: ...
+
+
+class NullSensor:
+    """Never fires (development)."""
+
+    name = "null"
+
+    def poll(self) -> TamperEvent | None:
+        return None
+
+
+class FileSensor:
+    """A file whose content equals `triggered` while tampering is seen: a
+    sysfs GPIO value file on real hardware, a plain file in tests. A missing
+    or unreadable file raises (-> sensor_fault)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        triggered: str = "1",
+        event: TamperEvent = TamperEvent.CASE_OPENED,
+        name: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.triggered = triggered.strip()
+        self.event = event
+        self.name = name or f"file:{self.path}"
+
+    def poll(self) -> TamperEvent | None:
+        with self.path.open("rb") as handle:
+            value = handle.read(64).decode("ascii", "replace").strip()
+        return self.event if value == self.triggered else None
+
+
+class GpioSensor:
+    """A GPIO line read through libgpiod (the `gpiod` package, v2 API)."""
+
+    def __init__(
+        self,
+        chip: str,
+        line: int,
+        active_value: int = 1,
+        event: TamperEvent = TamperEvent.CASE_OPENED,
+        name: str | None = None,
+    ) -> None:
+        import gpiod
+        from gpiod.line import Direction as LineDirection
+        from gpiod.line import Value
+
+        self._active = Value.ACTIVE if active_value else Value.INACTIVE
+        self._line = line
+        self.event = event
+        self.name = name or f"gpio:{chip}:{line}"
+        self._request = gpiod.request_lines(
+            chip,
+            consumer="shimmfa-tamper",
+            config={line: gpiod.LineSettings(direction=LineDirection.INPUT)},
+        )
+
+    def poll(self) -> TamperEvent | None:
+        return self.event if self._request.get_value(self._line) == self._active else None
+
+
+class ModemSensor:
+    """Device-side DCD/DSR dropping (the cable to the device was pulled). The
+    relay, which owns the port, pushes the line states with `update()`."""
+
+    def __init__(self, event: TamperEvent = TamperEvent.CABLE_PULLED) -> None:
+        self.event = event
+        self.name = "modem"
+        self._lock = threading.Lock()
+        self._last: tuple[bool, bool] | None = None
+        self._dropped = False
+
+    def update(self, lines: tuple[bool, bool] | None) -> None:
+        with self._lock:
+            if lines is not None and self._last is not None:
+                if (self._last[0] and not lines[0]) or (self._last[1] and not lines[1]):
+                    self._dropped = True
+            self._last = lines
+
+    def poll(self) -> TamperEvent | None:
+        with self._lock:
+            return self.event if self._dropped else None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._dropped = False
+
+
+@dataclasses.dataclass
+class HeartbeatRecord:
+    shim_id: str
+    monotonic: float
+    epoch: float
+    state: str
+    boot_count: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Latch:
+    reason: str
+    at: float
+    detail: dict[str, Any]
+
+
+class LatchStore(Protocol):
+    def latch(self) -> Latch | None: ...
+
+    def set_latch(self, reason: str, at: float, detail: dict[str, Any]) -> None: ...
+
+    def clear_latch(self, at: float, operator: str, reason: str) -> None: ...
+
+
+class TamperDetector:
+    """Polls sensors, latches on tampering, emits heartbeats (seed API)."""
+
+    def __init__(
+        self,
+        shim_id: str,
+        *,
+        sensors: list[TamperSensor] | None = None,
+        heartbeat_emit: Callable[[HeartbeatRecord], None],
+        tamper_emit: Callable[[TamperEvent, dict[str, Any]], None],
+        emergency_stop: Callable[[str], None],
+        heartbeat_period: float = 60.0,
+        sensor_poll_period: float = 0.02,
+        sensor_timeout: float = 1.0,
+        time_source: Callable[[], float] = time.time,
+        monotonic_source: Callable[[], float] = time.monotonic,
+        latch_store: LatchStore | None = None,
+        boot_count: int = 0,
+    ) -> None:
+        self._shim_id = shim_id
+        self._sensors = list(sensors or [])
+        self._heartbeat_emit = heartbeat_emit
+        self._tamper_emit = tamper_emit
+        self._emergency_stop = emergency_stop
+        self._heartbeat_period = heartbeat_period
+        self._poll_period = sensor_poll_period
+        self._sensor_timeout = sensor_timeout
+        self._time = time_source
+        self._monotonic = monotonic_source
+        self._latch_store = latch_store
+        self._boot_count = boot_count
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._round_started: float | None = None
+        self._stalled_reported = False
+        latched = latch_store.latch() if latch_store is not None else None
+        self._state = "tampered" if latched else "ok"
+        self.latch_reason = latched.reason if latched else None
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    def start(self) -> None:
+        if self._threads:
+            return
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._poll_loop, name="tamper-poll", daemon=True),
+            threading.Thread(target=self._watch_loop, name="tamper-watch", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        log.info("tamper detector started with %d sensor(s)", len(self._sensors))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=2)
+        self._threads = []
+
+    # -- reporting ------------------------------------------------------------------
+
+    def report_tamper(self, event: TamperEvent, *, source: str = "unknown", **detail: Any) -> None:
+        """Stop traffic, latch durably, emit. Every step runs even if an
+        earlier one failed."""
+        reason = f"tamper:{TamperEvent(event).value}"
+        with self._lock:
+            previous, self._state = self._state, "tampered"
+            self.latch_reason = self.latch_reason or reason
+        log.critical("TAMPER %s from %s (was %s)", reason, source, previous)
+        try:
+            self._emergency_stop(reason)
+        except Exception as exc:
+            log.critical("emergency stop failed: %s", exc)
+        record = {
+            "shim_id": self._shim_id,
+            "source": source,
+            "epoch": self._time(),
+            "previous_state": previous,
+            **detail,
+        }
+        if self._latch_store is not None:
+            try:
+                self._latch_store.set_latch(reason, record["epoch"], record)
+            except Exception as exc:
+                log.critical("could not write the tamper latch: %s", exc)
+        try:
+            self._tamper_emit(TamperEvent(event), record)
+        except Exception as exc:
+            log.error("tamper event emission failed: %s", exc)
+
+    def admin_reset(self, *, authorised_by: str, reason: str) -> None:
+        """Clear the latch. The caller has checked the operator's authority."""
+        if self._latch_store is not None:
+            self._latch_store.clear_latch(self._time(), authorised_by, reason)
+        self.latched_cleared()
+        log.warning("tamper latch reset by %s: %s", authorised_by, reason)
+
+    def latched_cleared(self) -> None:
+        """The latch was cleared (here or by `shimmfa tamper reset`)."""
+        with self._lock:
+            self._state = "ok"
+            self.latch_reason = None
+            self._active.clear()
+            self._stalled_reported = False
+        for sensor in self._sensors:
+            if isinstance(sensor, ModemSensor):
+                sensor.clear()
+
+    # -- threads --------------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stop.is_set():
+            self._round_started = self._monotonic()
+            for sensor in self._sensors:
+                self._poll_one(sensor)
+            self._round_started = None
+            self._stop.wait(self._poll_period)
+
+    def _poll_one(self, sensor: TamperSensor) -> None:
+        try:
+            event = sensor.poll()
+        except Exception as exc:
+            self._once(
+                f"fault:{sensor.name}",
+                TamperEvent.SENSOR_FAULT,
+                sensor.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        if event is not None:
+            self._once(f"{sensor.name}:{event}", event, sensor.name)
+
+    def _once(self, key: str, event: TamperEvent, source: str, **detail: Any) -> None:
+        with self._lock:
+            if key in self._active:
+                return
+            self._active.add(key)
+        self.report_tamper(event, source=source, sensor=source, **detail)
+
+    def _watch_loop(self) -> None:
+        last_beat = self._monotonic()
+        while not self._stop.wait(min(self._poll_period * 2, 0.05)):
+            started = self._round_started
+            now = self._monotonic()
+            if started is not None and now - started > self._sensor_timeout:
+                if not self._stalled_reported:
+                    self._stalled_reported = True
+                    self.report_tamper(
+                        TamperEvent.SENSOR_FAULT,
+                        source="watchdog",
+                        error=f"a sensor did not answer within {self._sensor_timeout} s",
+                    )
+            if now - last_beat >= self._heartbeat_period:
+                last_beat = now
+                self._beat(now)
+
+    def _beat(self, now: float) -> None:
+        record = HeartbeatRecord(self._shim_id, now, self._time(), self.state, self._boot_count)
+        try:
+            self._heartbeat_emit(record)
+        except Exception as exc:
+            log.warning("heartbeat emission failed: %s", exc)
