@@ -377,15 +377,16 @@ def test_a_recording_signed_by_another_key_fails_with_the_shims_pubkey(shim: Shi
     assert "different shim key" in pinned.stdout
 
 
-def test_verify_with_an_identity_that_cannot_open_the_key_exits_1(
+def test_verify_with_an_identity_that_cannot_open_the_key_is_a_key_error_not_tampering(
     shim: Shim, tmp_path: Path
 ) -> None:
     stranger = tmp_path / "stranger.agekey"
     SessionRecorder(tmp_path / "other", "other").close()
     shutil.copy(tmp_path / "other" / "keys" / "recording.agekey", stranger)
     result = shimmfa("recording", "verify", shim.alice, "--identity", stranger)
-    assert result.returncode == 1
-    assert "cannot open this recording's data key" in result.stdout
+    assert result.returncode == 5
+    assert "cannot open this recording's data key" in result.stderr
+    assert "tampered" not in result.stdout + result.stderr
 
 
 def test_verify_refuses_a_malformed_pubkey(shim: Shim) -> None:

@@ -295,7 +295,7 @@ def recording_verify(
     frame named), 3 truncated (last good frame and time named)."""
     import datetime as dt
 
-    from shimmfa.errors import RecordingError
+    from shimmfa.errors import RecordingError, WrongIdentityError
     from shimmfa.shim.recordings import verify_file
 
     trusted = _trusted(pubkey)
@@ -303,6 +303,8 @@ def recording_verify(
     for path in files:
         try:
             verdict = verify_file(path, trusted, identity)
+        except WrongIdentityError:
+            raise
         except RecordingError as exc:
             typer.echo(f"{path}: tampered or not a recording: {exc}")
             worst = 1
@@ -365,6 +367,7 @@ def recording_play(
     identity: IdentityOption,
     speed: Annotated[float, typer.Option(help="Playback speed factor.")] = 1.0,
     max_idle: Annotated[float, typer.Option(help="Longest pause, seconds.")] = 2.0,
+    pubkey: Annotated[str | None, typer.Option(help="Require this shim key.")] = None,
 ) -> None:
     """Replay what the technician saw, with its timing, in this terminal."""
     import time
@@ -373,7 +376,7 @@ def recording_play(
 
     if speed <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
-    recording = recordings.open_recording(file, identity)
+    recording = recordings.open_recording(file, identity, _trusted(pubkey))
     recordings.play(recording, sys.stdout.buffer, speed, max_idle, time.sleep)
     if recording.verdict.status != "valid":
         _err(f"warning: {recording.verdict.message}")

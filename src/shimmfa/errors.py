@@ -11,6 +11,7 @@ program cannot work around. Every message says what to do next.
      ├── TechnicianError      a technician management request cannot be done
      ├── RecordingError       a recording is unreadable, or a session call is out of order
      ├── KeyFileError         a key file is missing, malformed or readable by others
+     │    └── WrongIdentityError  (also a RecordingError) the identity cannot open a data key
      ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
      └── DemoError            the demo could not set itself up
 
@@ -62,6 +63,12 @@ class SessionStateError(RecordingError, RuntimeError):
 
 class KeyFileError(ShimMfaError):
     """A key file is missing, malformed, or not private to the shim."""
+
+    exit_code = 5
+
+
+class WrongIdentityError(RecordingError, KeyFileError):
+    """The age identity given cannot open a recording's data key."""
 
     exit_code = 5
 

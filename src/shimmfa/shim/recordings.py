@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import pyrage
 
 from shimmfa.core.recording_reader import Recording, Status, Verdict, read, verify
-from shimmfa.errors import RecordingError
+from shimmfa.errors import RecordingError, WrongIdentityError
 from shimmfa.shim.keys import read_age_identity
 
 
@@ -52,7 +52,7 @@ def unwrap_dek(header: dict[str, Any], identity: Path) -> bytes:
         wrapped = base64.b64decode(header["dek_age"], validate=True)
         dek = pyrage.decrypt(wrapped, [key])
     except Exception:
-        raise RecordingError(
+        raise WrongIdentityError(
             f"{identity} cannot open this recording's data key (it was encrypted to "
             f"{', '.join(header.get('recipients', [])) or 'other recipients'})"
         ) from None
@@ -135,6 +135,7 @@ def asciicast_lines(recording: Recording, width: int = 80, height: int = 24) -> 
             "env": {"TERM": "xterm-256color", "SHELL": "/bin/sh"},
         }
     )
+    last = 0.0
     decoders = {
         "out": codecs.getincrementaldecoder("utf-8")("replace"),
         "in": codecs.getincrementaldecoder("utf-8")("replace"),
@@ -146,6 +147,11 @@ def asciicast_lines(recording: Recording, width: int = 80, height: int = 24) -> 
         if text:
             kind = "o" if frame.direction == "out" else "i"
             yield json.dumps([round(frame.monotonic, 6), kind, text])
+        last = frame.monotonic
+    for direction, decoder in decoders.items():
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield json.dumps([round(last, 6), "o" if direction == "out" else "i", tail])
 
 
 def raw_bytes(recording: Recording, direction: str) -> Iterator[bytes]:
