@@ -184,3 +184,43 @@ def test_systemd_analyze_security_rates_it_ok(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0
+
+
+MDWE_WRAPPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(77)
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@pytest.mark.e2e
+def test_the_daemon_runs_without_writable_executable_memory(tmp_path: Path) -> None:
+    """MemoryDenyWriteExecute=yes must not break the shim: the demo's
+    unattended check (real daemon, gate, relay, recording, keys) runs with
+    the kernel's equivalent, PR_SET_MDWE (Linux 6.3+), inherited by the
+    daemon it starts."""
+    result = subprocess.run(
+        [sys.executable, "-c", MDWE_WRAPPER, str(SHIMMFA), "demo", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    if result.returncode == 77:
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "PASS in" in result.stdout
+    # ...and the restriction was really there, in a process started the same way.
+    probe = "import mmap; mmap.mmap(-1, 4096, prot=mmap.PROT_WRITE | mmap.PROT_EXEC)"
+    refused = subprocess.run(
+        [sys.executable, "-c", MDWE_WRAPPER, sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "PermissionError" in refused.stderr
