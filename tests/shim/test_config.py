@@ -406,3 +406,71 @@ def test_settings_table_lists_every_key_of_the_seed_file() -> None:
             continue
         for key in values:
             assert f"`{section}.{key}`" in table
+
+
+# -- siem ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "siem",
+    [
+        {"transport": "noop"},
+        {"transport": "file", "path": "/var/log/shim-events.jsonl"},
+        {"transport": "syslog", "endpoint": "tls://siem.example.org:6514"},
+        {"transport": "syslog", "endpoint": "tcp://10.0.0.5:514", "format": "cef"},
+        {
+            "transport": "syslog",
+            "endpoint": "tls://siem.example.org:6514",
+            "ca_file": "/etc/shim/ca.pem",
+            "client_cert": "/etc/shim/client.crt",
+            "client_key": "/etc/shim/client.key",
+            "outbox_max": 5000,
+        },
+        {"transport": "https", "endpoint": "https://siem.example.org/ingest"},
+    ],
+)
+def test_consistent_siem_settings_load(siem: dict[str, Any]) -> None:
+    loaded = parse_settings(minimal(siem=siem)).siem
+    assert loaded.model_dump(exclude_defaults=True) == {
+        k: v for k, v in siem.items() if k != "transport"
+    } | ({"transport": siem["transport"]} if siem["transport"] != "noop" else {})
+
+
+def test_the_seeds_commented_https_siem_keys_load_when_uncommented(tmp_path: Path) -> None:
+    text = edit_seed('  transport: "noop"\n  # transport: "https"\n', '  transport: "https"\n')
+    for key in ("endpoint", "client_cert", "client_key"):
+        text = text.replace(f"  # {key}:", f"  {key}:")
+    siem = load_config(write(tmp_path, text)).settings.siem
+    assert (siem.transport, siem.endpoint) == ("https", "https://siem.example.org/ingest")
+    assert (siem.client_cert, siem.client_key) == ("/etc/shim/client.crt", "/etc/shim/client.key")
+
+
+@pytest.mark.parametrize(
+    ("siem", "key"),
+    [
+        ({"transport": "syslog"}, "siem.endpoint"),
+        ({"transport": "https"}, "siem.endpoint"),
+        ({"transport": "file"}, "siem.path"),
+        ({"transport": "syslog", "endpoint": "udp://siem:514"}, "siem.endpoint"),
+        ({"transport": "syslog", "endpoint": "https://siem:514"}, "siem.endpoint"),
+        ({"transport": "https", "endpoint": "http://siem/ingest"}, "siem.endpoint"),
+        ({"transport": "syslog", "endpoint": "tls://siem"}, "siem.endpoint"),
+        ({"transport": "syslog", "endpoint": "tls://siem:99999"}, "siem.endpoint"),
+        ({"transport": "https", "endpoint": "https://u:pw@siem/x"}, "siem.endpoint"),
+        ({"transport": "noop", "client_cert": "/c.pem"}, "siem.client_key"),
+        ({"transport": "https", "endpoint": "https://s/x", "client_key": "/k"}, "siem.client_cert"),
+        ({"transport": "syslog", "endpoint": "tcp://s:514", "ca_file": "/ca"}, "siem.ca_file"),
+        ({"transport": "kafka"}, "siem.transport"),
+        ({"transport": "syslog", "endpoint": "tls://s:1", "format": "leef"}, "siem.format"),
+        ({"outbox_max": 10}, "siem.outbox_max"),
+        ({"transport": "noop", "token": "x"}, "siem.token"),
+    ],
+)
+def test_inconsistent_siem_settings_are_one_error_naming_the_key(
+    siem: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(minimal(siem=siem))
+    message = str(caught.value)
+    assert key in message, message
+    assert "pw" not in message  # no credential is repeated back

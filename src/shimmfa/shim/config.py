@@ -18,9 +18,17 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from shimmfa.core.totp import InvalidSecretError, TechnicianRecord, decode_secret
 from shimmfa.errors import ConfigError
@@ -132,8 +140,66 @@ class TamperSection(_Section):
 
 class SiemSection(_Section):
     transport: Annotated[
-        Literal["noop"], Field(description="Event transport; this version has `noop` only.")
+        Literal["noop", "file", "syslog", "https"],
+        Field(description="Where events go: `noop`, `file` (JSON lines), `syslog`, `https`."),
     ] = "noop"
+    endpoint: Annotated[
+        str | None,
+        Field(description="syslog: `tls://host:port` or `tcp://host:port`; https: the URL."),
+    ] = None
+    path: Annotated[str | None, Field(description="file: the JSON-lines file events go to.")] = None
+    ca_file: Annotated[
+        str | None, Field(description="CA certificates (PEM) the receiver must chain to.")
+    ] = None
+    client_cert: Annotated[
+        str | None, Field(description="Client certificate (PEM) for mutual TLS.")
+    ] = None
+    client_key: Annotated[str | None, Field(description="Private key (PEM) of `client_cert`.")] = (
+        None
+    )
+    format: Annotated[Literal["rfc5424", "cef"], Field(description="syslog message format.")] = (
+        "rfc5424"
+    )
+    outbox_max: Annotated[
+        int,
+        Field(
+            ge=100, le=10_000_000, description="Events the outbox holds before dropping heartbeats."
+        ),
+    ] = 100_000
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SiemSection:
+        if self.client_cert is not None and self.client_key is None:
+            raise ValueError("siem.client_cert is set but siem.client_key is not; set both")
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("siem.client_key is set but siem.client_cert is not; set both")
+        if self.transport == "file" and not self.path:
+            raise ValueError("siem.path is required when siem.transport is 'file'")
+        if self.transport in ("syslog", "https"):
+            if not self.endpoint:
+                raise ValueError(
+                    f"siem.endpoint is required when siem.transport is {self.transport!r}"
+                )
+            schemes = ("tls", "tcp") if self.transport == "syslog" else ("https",)
+            try:
+                url = urlsplit(self.endpoint)
+                port = url.port
+            except ValueError:
+                raise ValueError("siem.endpoint is not a valid URL") from None
+            if url.scheme not in schemes:
+                wanted = " or ".join(f"{s}://" for s in schemes)
+                raise ValueError(
+                    f"siem.endpoint must start with {wanted} for transport {self.transport!r}"
+                )
+            if not url.hostname or (self.transport == "syslog" and port is None):
+                raise ValueError("siem.endpoint needs a host and a port, e.g. tls://siem:6514")
+            if url.username or url.password:
+                raise ValueError("siem.endpoint must not carry a user name or password")
+            if url.scheme == "tcp" and (self.ca_file or self.client_cert):
+                raise ValueError(
+                    "siem.ca_file and siem.client_cert need a tls:// endpoint, not tcp://"
+                )
+        return self
 
 
 class SessionSection(_Section):
