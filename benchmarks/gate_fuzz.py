@@ -30,7 +30,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from shimmfa.core.gate import (
@@ -302,7 +302,7 @@ def main() -> int:
     print(f"{'FAIL' if failed else 'PASS'}  crashes 0 and ForwardToDevice bytes 0")
     if args.json:
         results = {"seed": seed, "inputs": total, "ok": not failed, "control": control}
-        results["phases"] = [asdict(phase) for phase in phases]
+        results["phases"] = [{f.name: getattr(p, f.name) for f in fields(p)} for p in phases]
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 1 if args.check and failed else 0
 
