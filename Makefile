@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # command -> Debian package, for what the tests and benchmarks run
 DEBIAN_TOOLS := socat:socat age:age oathtool:oathtool asciinema:asciinema
 
-.PHONY: demo test bench lint system venv clean
+.PHONY: demo test bench lint readme system venv clean
 
 demo: venv
 	$(BIN)/shimmfa demo
@@ -28,6 +28,9 @@ lint: venv
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+readme: venv
+	$(BIN)/python tools/update_readme_reference.py
 
 venv: $(STAMP)
 

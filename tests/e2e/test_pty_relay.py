@@ -23,11 +23,6 @@ def test_bytes_typed_ahead_of_the_login_are_forwarded(make_shim):
     assert rig.dev.received == b"hello device\r"
 
 
-@pytest.mark.xfail(
-    reason="core/gate.py forwards the LF of a CRLF login line end when it arrives in a "
-    "later read, after the session opened (DESIGN 3: it belongs to the same line end)",
-    strict=True,
-)
 def test_the_lf_of_a_crlf_login_line_is_not_forwarded_even_in_a_later_read(make_shim):
     rig = make_shim(gate={"echo": False})
     alice = "alice@example.org"

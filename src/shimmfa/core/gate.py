@@ -187,6 +187,18 @@ class GateMachine:
             return [Discarded(len(data), "gate locked")] if data else []
         return [Discarded(len(data), "emergency stop")] if data else []
 
+    @property
+    def locks(self) -> frozenset[str]:
+        """The names of the locks held (see `lock`)."""
+        return frozenset(self._locks)
+
+    @property
+    def awaiting_lf(self) -> bool:
+        """True when the line before ended with CR and the LF that may follow
+        (and belongs to it) has not arrived yet: the next technician bytes
+        must go through `receive()` so that this LF is dropped."""
+        return self._after_cr
+
     def device_output(self, data: bytes) -> list[Action]:
         """Device bytes arriving while the session is not open are dropped."""
         if self.state is GateState.OPEN:

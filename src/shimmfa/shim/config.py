@@ -54,6 +54,9 @@ class ShimSection(_Section):
     description: Annotated[
         str, Field(description="Free text: where the shim is, which device.")
     ] = ""
+    hardware_id: Annotated[
+        str | None, Field(description="Hardware ID in heartbeats (default: from machine-id).")
+    ] = None
 
     @field_validator("id")
     @classmethod
@@ -132,10 +135,59 @@ class RecordingSection(_Section):
         return value
 
 
+TamperEventName = Literal[
+    "case_opened",
+    "magnetic_anomaly",
+    "unexpected_motion",
+    "boot_integrity_violated",
+    "cable_pulled",
+]
+
+
+class FileSensorEntry(_Section):
+    type: Literal["file"]
+    path: Annotated[str, Field(description="File (e.g. a sysfs GPIO value) to read.")]
+    triggered: Annotated[str, Field(description="Content meaning tampering is seen.")] = "1"
+    event: TamperEventName = "case_opened"
+
+
+class GpioSensorEntry(_Section):
+    type: Literal["gpio"]
+    chip: Annotated[str, Field(description="GPIO chip, e.g. /dev/gpiochip0.")]
+    line: Annotated[int, Field(ge=0, description="Line offset on the chip.")]
+    active_value: Literal[0, 1] = 1
+    event: TamperEventName = "case_opened"
+
+
+class ModemSensorEntry(_Section):
+    type: Literal["modem"]
+    event: TamperEventName = "cable_pulled"
+
+
+class BootIntegritySensorEntry(_Section):
+    type: Literal["boot_integrity"]
+
+
+SensorEntry = Annotated[
+    FileSensorEntry | GpioSensorEntry | ModemSensorEntry | BootIntegritySensorEntry,
+    Field(discriminator="type"),
+]
+
+
 class TamperSection(_Section):
     heartbeat_period: Annotated[
         float, Field(gt=0, le=3600, description="Seconds between signed heartbeats.")
     ] = 60.0
+    sensors: Annotated[
+        list[SensorEntry],
+        Field(description="Tamper sensors: file, gpio, modem, boot_integrity (see README)."),
+    ] = []
+    sensor_poll_period: Annotated[
+        float, Field(gt=0, le=1, description="Seconds between sensor polls.")
+    ] = 0.02
+    sensor_timeout: Annotated[
+        float, Field(gt=0, le=60, description="A poll round longer than this is a sensor fault.")
+    ] = 1.0
 
 
 class SiemSection(_Section):
@@ -233,6 +285,9 @@ class TechnicianEntry(_Section):
     ] = None
     digits: Annotated[Literal[6, 8] | None, Field(description="Overrides totp.digits.")] = None
     period: Annotated[int | None, Field(ge=10, le=300, description="Overrides totp.period.")] = None
+    roles: Annotated[
+        list[Literal["admin"]], Field(description="`admin` may reset the tamper latch.")
+    ] = []
 
     @field_validator("enrolment_date", mode="before")
     @classmethod
@@ -291,6 +346,7 @@ class Settings(_Section):
                 algorithm=entry.algorithm,
                 digits=entry.digits,
                 period=entry.period,
+                roles=tuple(entry.roles),
             )
             for entry in self.technicians
         }

@@ -1,29 +1,42 @@
-"""`shimmfa run`: load the config, open the state, wire gate and relay, run.
+"""`shimmfa run`: load the config, open state, keys and outbox, wire gate,
+recorder, tamper detector and relay together, and run.
 
 Rules:
-- Configuration and state problems stop the daemon before any port opens.
-- SIGTERM and SIGINT close the session and exit 0 promptly.
-- The process exit code is the relay's: 0 after a requested shutdown,
-  70 after a fail-safe stop.
+- Configuration, key and state problems stop the daemon before any port
+  opens (exit codes of `shimmfa.errors`).
+- A latched tamper state is restored before the first byte is read.
+- SIGTERM and SIGINT close the session (recording footer) and exit 0
+  promptly; the outbox keeps what was not yet delivered.
+- With systemd (`NOTIFY_SOCKET`): READY=1 once running, WATCHDOG=1 from the
+  event loop (a hung loop is restarted), STOPPING=1 on the way out.
+- The process exit code is the relay's: 0 after a requested shutdown, 70
+  after a fail-safe stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
 from pathlib import Path
 
 from shimmfa.core.gate import GateConfig, GateMachine
-from shimmfa.core.session import new_session_id
 from shimmfa.core.totp import TotpGate
 from shimmfa.errors import ConfigError
-from shimmfa.shim.config import LoadedConfig, Settings, load_config
+from shimmfa.shim import notify
+from shimmfa.shim.alerts import Alerts, AuditedAuthenticator, RecordedSessions
+from shimmfa.shim.config import Settings, load_config
+from shimmfa.shim.heartbeats import HeartbeatSource
+from shimmfa.shim.keys import ShimKeys, init_keys
+from shimmfa.shim.outbox import Outbox, OutboxSender
+from shimmfa.shim.recorder import SessionRecorder
+from shimmfa.shim.recorder_events import OutboxSiem
 from shimmfa.shim.relay import Relay
+from shimmfa.shim.sensors import build_sensors, wire_detector
 from shimmfa.shim.serialport import Endpoint, open_endpoint
+from shimmfa.shim.sinks import build_sink
 from shimmfa.shim.state import StateStore, TechnicianDirectory
 
 log = logging.getLogger("shimmfa.daemon")
@@ -35,19 +48,6 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-
-
-class SessionLog:
-    """Opens and closes sessions: unique IDs, an audit line per session."""
-
-    def __init__(self, shim_id: str) -> None:
-        self._shim_id = shim_id
-
-    def start(self, technician_id: str) -> str:
-        return new_session_id(time.time(), os.urandom(6))
-
-    def end(self, session_id: str, reason: str) -> None:
-        pass
 
 
 def build_gate(settings: Settings, store: StateStore) -> TotpGate:
@@ -72,15 +72,8 @@ def build_gate(settings: Settings, store: StateStore) -> TotpGate:
     )
 
 
-def run(config_path: Path) -> int:
-    loaded: LoadedConfig = load_config(config_path)
-    settings = loaded.settings
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
-    settings.storage_root.mkdir(parents=True, exist_ok=True)
-    store = StateStore(settings.storage_root)
-    gate = build_gate(settings, store)
-    machine = GateMachine(
+def _gate_machine(settings: Settings) -> GateMachine:
+    return GateMachine(
         GateConfig(
             echo=settings.gate.echo,
             max_line=settings.gate.max_line,
@@ -88,7 +81,89 @@ def run(config_path: Path) -> int:
             backoff_max=settings.gate.backoff_max,
         )
     )
+
+
+def _ports_ready() -> None:
+    log.info("both ports open; the gate is ready")
+    notify.notify("STATUS=both ports open; gate ready")
+
+
+def _watchdog(loop: asyncio.AbstractEventLoop, interval: float) -> None:
+    notify.notify(notify.WATCHDOG)
+    loop.call_later(interval, _watchdog, loop, interval)
+
+
+def run(config_path: Path) -> int:
+    loaded = load_config(config_path)
+    settings = loaded.settings
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    root = settings.storage_root
+    root.mkdir(parents=True, exist_ok=True)
+    keys, created = init_keys(root)
+    if created:
+        log.info("created keys %s; signing key %s", ", ".join(created), keys.public_key_text)
+    store = StateStore(root)
+    outbox = Outbox(root, max_rows=settings.siem.outbox_max)
+    sender = OutboxSender(outbox, build_sink(settings.siem, hostname=settings.shim.id))
+    loop = asyncio.new_event_loop()
+    try:
+        sender.start()
+        alerts = Alerts(outbox, settings.shim.id)
+        heartbeats = HeartbeatSource(
+            root, keys, settings.shim.id, settings.shim.hardware_id, config_path, store=store
+        )
+        boot = heartbeats.begin_boot()
+        alerts.emit(
+            "config_loaded",
+            {
+                "config_sha256": heartbeats.config_sha256,
+                "boot_count": boot,
+                "path": str(config_path),
+            },
+        )
+        return _serve(loop, settings, config_path, store, alerts, keys, heartbeats, boot)
+    finally:
+        notify.notify(notify.STOPPING)
+        sender.stop()
+        outbox.close()
+        store.close()
+        loop.close()
+
+
+def _serve(
+    loop: asyncio.AbstractEventLoop,
+    settings: Settings,
+    config_path: Path,
+    store: StateStore,
+    alerts: Alerts,
+    keys: ShimKeys,
+    heartbeats: HeartbeatSource,
+    boot: int,
+) -> int:
     serial = settings.serial
+    recording = settings.recording
+    relay: Relay | None = None
+
+    def on_problem(reason: str) -> None:
+        if relay is not None:
+            loop.call_soon_threadsafe(relay.recording_problem, reason)
+
+    recorder = SessionRecorder(
+        settings.storage_root,
+        settings.shim.id,
+        siem=OutboxSiem(alerts.outbox, settings.shim.id),
+        keys=keys,
+        recipients=recording.recipients,
+        fsync_interval=recording.fsync_interval,
+        max_bytes=recording.max_bytes,
+        budget_bytes=settings.storage.budget_bytes,
+        min_free_bytes=settings.storage.min_free_bytes,
+        on_problem=on_problem,
+    )
+    for warning in recorder.warnings:
+        log.warning("%s", warning)
+    sensors, modem = build_sensors(settings, keys, config_path)
 
     def open_technician() -> Endpoint:
         return open_endpoint(serial.technician_side_path, serial, technician_side=True)
@@ -96,25 +171,34 @@ def run(config_path: Path) -> int:
     def open_device() -> Endpoint:
         return open_endpoint(serial.device_side_path, serial, technician_side=False)
 
-    loop = asyncio.new_event_loop()
     relay = Relay(
         loop,
-        machine,
-        gate,
-        SessionLog(settings.shim.id),
+        _gate_machine(settings),
+        AuditedAuthenticator(build_gate(settings, store), alerts),
+        RecordedSessions(recorder, alerts),
         open_technician,
         open_device,
         idle_timeout=settings.session.idle_timeout,
         max_duration=settings.session.max_duration,
+        on_ready=_ports_ready,
+        on_device_carrier=modem.update if modem is not None else None,
+    )
+    detector = wire_detector(
+        loop, relay, settings, store, alerts, heartbeats, recorder, sensors, boot
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, relay.shutdown)
-    log.info("shim %s starting (config %s)", settings.shim.id, config_path)
+    interval = notify.watchdog_interval()
+    if interval:
+        loop.call_soon(_watchdog, loop, interval)
+    log.info("shim %s starting (config %s, boot %d)", settings.shim.id, config_path, boot)
     try:
         loop.call_soon(relay.start)
+        detector.start()
+        notify.notify(notify.READY)
         loop.run_until_complete(relay.stopped.wait())
     finally:
-        loop.close()
-        store.close()
+        detector.stop()
+        recorder.close()
     log.info("shim %s stopped (exit %d)", settings.shim.id, relay.exit_code)
     return relay.exit_code

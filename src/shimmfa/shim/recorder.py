@@ -154,6 +154,11 @@ class SessionRecorder:
         return self._dir
 
     @property
+    def open_session_id(self) -> str | None:
+        session = self._open
+        return session.meta.session_id if session is not None else None
+
+    @property
     def has_open_session(self) -> bool:
         return self._open is not None
 

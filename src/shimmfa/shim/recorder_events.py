@@ -25,7 +25,7 @@ from shimmfa.core.events import Event, FieldValue
 from shimmfa.errors import StateError
 from shimmfa.shim.outbox import Outbox, new_event
 
-__all__ = ["OutboxSiem"]
+__all__ = ["OutboxSiem", "event_fields"]
 
 log = logging.getLogger("shimmfa.outbox")
 
@@ -49,6 +49,13 @@ def _field_value(value: Any) -> FieldValue:
         return json.dumps(value, sort_keys=True, default=repr)
     except (TypeError, ValueError):
         return repr(value)
+
+
+def event_fields(
+    record: Mapping[str, Any], skip: frozenset[str] = frozenset()
+) -> dict[str, FieldValue]:
+    """`record` as event fields: names made valid, values made scalar."""
+    return {_field_name(k): _field_value(v) for k, v in record.items() if k not in skip}
 
 
 class OutboxSiem:
@@ -78,6 +85,6 @@ class OutboxSiem:
             kind, skip, when = "session_meta", {"type", "epoch", "shim_id"}, record.get("epoch")
         else:
             raise ValueError(f"not a recorder record: event={kind!r} type={record.get('type')!r}")
-        fields = {_field_name(k): _field_value(v) for k, v in record.items() if k not in skip}
+        fields = event_fields(record, frozenset(skip))
         at = when if isinstance(when, int | float) and math.isfinite(when) else None
         return new_event(str(kind), self._shim_id, fields, at=at)

@@ -40,6 +40,7 @@ from shimmfa.core.gate import (
     SessionOpened,
 )
 from shimmfa.core.totp import AuthOutcome
+from shimmfa.errors import ShimMfaError
 from shimmfa.shim.serialport import Endpoint
 
 log = logging.getLogger("shimmfa.relay")
@@ -51,6 +52,10 @@ REOPEN_RETRY = 0.2
 EXIT_FAIL_SAFE = 70
 DEVICE_LOCK = "device"
 DEVICE_NOTICE = "Device not connected; try again later."
+STORAGE_LOCK = "storage"
+STORAGE_NOTICE = "Storage exhausted; no new sessions can be recorded."
+TAMPER_LOCK = "tamper"
+STORAGE_CHECK = 10.0
 
 
 class Authenticator(Protocol):
@@ -58,11 +63,21 @@ class Authenticator(Protocol):
 
 
 class Sessions(Protocol):
-    """Where sessions are opened and closed (the recorder, from issue 4)."""
+    """Where sessions are opened, recorded and closed (the recorder)."""
 
-    def start(self, technician_id: str) -> str: ...
+    def start(self, technician_id: str) -> str:
+        """A new session's ID; raises ShimMfaError when it cannot be recorded."""
+        ...
+
+    def record(self, direction: str, data: bytes) -> None:
+        """The relay's path: must be cheap and must not block."""
+        ...
 
     def end(self, session_id: str, reason: str) -> None: ...
+
+    def problem(self) -> str | None:
+        """Why no new session can be recorded now (storage), or None."""
+        ...
 
 
 class HangupError(Exception):
@@ -144,6 +159,8 @@ class Relay:
         *,
         idle_timeout: float,
         max_duration: float,
+        on_ready: Callable[[], None] | None = None,
+        on_device_carrier: Callable[[tuple[bool, bool] | None], None] | None = None,
     ) -> None:
         self._loop = loop
         self._gate = gate
@@ -153,6 +170,9 @@ class Relay:
         self._open_dev = open_device
         self._idle_timeout = idle_timeout
         self._max_duration = max_duration
+        self._on_ready = on_ready
+        self._on_device_carrier = on_device_carrier
+        self._record = sessions.record
         self.tech: Endpoint | None = None
         self.dev: Endpoint | None = None
         self._tech_out: Outlet | None = None
@@ -163,7 +183,7 @@ class Relay:
         self._session_timers: list[asyncio.TimerHandle] = []
         self._carrier: dict[int, tuple[bool, bool]] = {}
         self._reported_discards = 0
-        self._waiting_logged: set[str] = set()
+        self._waiting_logged: dict[str, str] = {}
         self.exit_code = 0
         self.stopped = asyncio.Event()
 
@@ -175,6 +195,7 @@ class Relay:
         self._guarded(self._connect_device)()
         self._guarded(self._connect_technician)()
         self._loop.call_later(CARRIER_POLL, self._guarded(self._poll_carrier))
+        self._guarded(self._check_storage)()
 
     def shutdown(self) -> None:
         """SIGTERM/SIGINT: close the session, tell the technician, stop."""
@@ -242,14 +263,22 @@ class Relay:
     # -- connecting the sides -------------------------------------------------
 
     def _try_open(self, opener: Callable[[], Endpoint], name: str) -> Endpoint | None:
+        """Open a side; None (and a log line, once per distinct reason) while
+        it cannot be opened. The caller retries."""
         try:
             endpoint = opener()
         except FileNotFoundError as exc:
-            if name not in self._waiting_logged:
-                self._waiting_logged.add(name)
-                log.info("waiting for the %s port %s to appear", name, exc.filename)
+            why = f"waiting for the {name} port {exc.filename} to appear"
+        except (OSError, ShimMfaError) as exc:
+            why = f"cannot open the {name} port ({exc}); retrying"
+        else:
+            why = ""
+        if why:
+            if self._waiting_logged.get(name) != why:
+                self._waiting_logged[name] = why
+                log.log(logging.WARNING if "retrying" in why else logging.INFO, "%s", why)
             return None
-        self._waiting_logged.discard(name)
+        self._waiting_logged.pop(name, None)
         log.info("%s port %s open (%s)", name, endpoint.path, "pty" if endpoint.is_pty else "tty")
         return endpoint
 
@@ -268,6 +297,7 @@ class Relay:
         self._tech_out = Outlet(self._loop, endpoint.fd, self._technician_write_failed)
         self._loop.add_reader(endpoint.fd, self._guarded(self._tech_readable_gate))
         self._execute(self._gate.banner())
+        self._maybe_ready()
 
     def _connect_device(self) -> None:
         if self.stopped.is_set():
@@ -280,6 +310,12 @@ class Relay:
         self._dev_out = Outlet(self._loop, endpoint.fd, self._device_write_failed)
         self._loop.add_reader(endpoint.fd, self._guarded(self._dev_readable_gate))
         self._execute(self._gate.unlock(DEVICE_LOCK))
+        self._maybe_ready()
+
+    def _maybe_ready(self) -> None:
+        if self._on_ready is not None and self.tech is not None and self.dev is not None:
+            ready, self._on_ready = self._on_ready, None
+            ready()
 
     def _technician_gone(self, why: str) -> None:
         log.info("technician side hung up (%s)", why)
@@ -322,6 +358,8 @@ class Relay:
             return
         for index, endpoint in enumerate((self.tech, self.dev)):
             lines = endpoint.carrier() if endpoint is not None else None
+            if index == 1 and self._on_device_carrier is not None:
+                self._on_device_carrier(lines)
             if lines is None:
                 continue
             before = self._carrier.get(index, (False, False))
@@ -380,7 +418,9 @@ class Relay:
             elif isinstance(action, ForwardToDevice):
                 if self._gate.state is not GateState.OPEN or self._dev_out is None:
                     raise RuntimeError("ForwardToDevice outside an open session")
-                self._dev_out.write(action.data)
+                self._record("in", action.data)
+                if not self._dev_out.write(action.data) and self.tech is not None:
+                    self._pause(self.tech, self._dev_out, self._tech_to_device)
             elif isinstance(action, Authenticate):
                 self._authenticate(action)
             elif isinstance(action, SessionOpened):
@@ -416,9 +456,14 @@ class Relay:
         outcome = self._auth.authenticate(request.technician_id, request.code)
         session_id: str | None = None
         if outcome.authenticated:
-            session_id = self._sessions.start(outcome.technician_id)
+            try:
+                session_id = self._sessions.start(outcome.technician_id)
+            except ShimMfaError as exc:
+                log.error("session for %s refused: %s", outcome.technician_id, exc)
         log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
         self._execute(self._gate.auth_done(outcome, session_id, time.monotonic()))
+        if outcome.authenticated and session_id is None:
+            self._check_storage(reschedule=False)
 
     # -- the open session: the hot path -------------------------------------------
 
@@ -434,7 +479,8 @@ class Relay:
         self._session_started = self._last_activity = now
         self._loop.remove_reader(self.tech.fd)
         self._loop.remove_reader(self.dev.fd)
-        self._loop.add_reader(self.tech.fd, self._guarded(self._tech_to_device))
+        first_reader = self._first_tech_read if self._gate.awaiting_lf else self._tech_to_device
+        self._loop.add_reader(self.tech.fd, self._guarded(first_reader))
         self._loop.add_reader(self.dev.fd, self._guarded(self._device_to_tech))
         self._session_timers.append(
             self._loop.call_later(self._idle_timeout, self._guarded(self._idle))
@@ -442,6 +488,23 @@ class Relay:
         self._session_timers.append(
             self._loop.call_later(self._max_duration, self._guarded(self._too_long))
         )
+
+    def _first_tech_read(self) -> None:
+        """The first read of a session whose login line ended with a bare CR:
+        through the gate, which drops the LF that belongs to that line."""
+        if self.tech is None:
+            return
+        try:
+            data = self._read(self.tech.fd)
+        except HangupError as why:
+            self._technician_gone(str(why))
+            return
+        if data is None:
+            return
+        self._last_activity = time.monotonic()
+        self._loop.remove_reader(self.tech.fd)
+        self._loop.add_reader(self.tech.fd, self._guarded(self._tech_to_device))
+        self._execute(self._gate.receive(data, self._last_activity))
 
     def _tech_to_device(self) -> None:
         try:
@@ -456,6 +519,7 @@ class Relay:
             self._technician_gone("end of file")
             return
         self._last_activity = time.monotonic()
+        self._record("in", data)
         if not self._dev_out.write(data):  # type: ignore[union-attr]
             self._pause(self.tech, self._dev_out, self._tech_to_device)  # type: ignore[arg-type]
 
@@ -472,6 +536,7 @@ class Relay:
             self._device_gone("end of file")
             return
         self._last_activity = time.monotonic()
+        self._record("out", data)
         if not self._tech_out.write(data):  # type: ignore[union-attr]
             self._pause(self.dev, self._tech_out, self._device_to_tech)  # type: ignore[arg-type]
 
@@ -503,6 +568,57 @@ class Relay:
         self._execute(self._gate.end_session(reason))
         self._send_technician(f"\r\nSession closed ({reason}).\r\n".encode())
         self._execute(self._gate.banner())
+
+    # -- called from outside the data path (on the loop thread) ----------------------
+
+    def emergency(self, reason: str, notice: str) -> None:
+        """Tamper: stop every byte at once, close the session (its recording
+        gets its footer), tell the technician, and lock the gate."""
+        for outlet in (self._dev_out, self._tech_out):
+            if outlet is not None:
+                outlet.stop()
+        if self._gate.state is GateState.OPEN:
+            for endpoint in (self.tech, self.dev):
+                if endpoint is not None and endpoint.fd >= 0:
+                    self._loop.remove_reader(endpoint.fd)
+        self._execute(self._gate.end_session(reason))
+        log.critical("EMERGENCY STOP: %s", reason)
+        self._send_technician(f"\r\nEMERGENCY STOP: {reason}\r\n".encode())
+        self._execute(self._gate.lock(TAMPER_LOCK, notice))
+        self._execute(self._gate.banner())
+
+    def release_tamper_lock(self) -> None:
+        self._execute(self._gate.unlock(TAMPER_LOCK))
+
+    def lock_tamper(self, notice: str) -> None:
+        """Start latched (the latch survived a restart)."""
+        self._execute(self._gate.lock(TAMPER_LOCK, notice))
+
+    def recording_problem(self, reason: str) -> None:
+        """The recorder cannot go on (`size_limit`, `recording_failed`)."""
+        if self._gate.state is GateState.OPEN:
+            log.error("ending the session: %s", reason)
+            self._end_and_greet(reason)
+        self._check_storage(reschedule=False)
+
+    def _check_storage(self, reschedule: bool = True) -> None:
+        """Lock the gate while no session can be recorded; unlock when room
+        is back. Never while a session is open (it goes on being recorded)."""
+        if reschedule:
+            self._retries["_check_storage"] = self._loop.call_later(
+                STORAGE_CHECK, self._guarded(self._check_storage)
+            )
+        if self._gate.state is GateState.OPEN or self.stopped.is_set():
+            return
+        problem = self._sessions.problem()
+        locked = STORAGE_LOCK in self._gate.locks
+        if problem and not locked:
+            log.error("Storage exhausted: %s; refusing new sessions", problem)
+            self._execute(self._gate.lock(STORAGE_LOCK, STORAGE_NOTICE))
+            self._execute(self._gate.banner())
+        elif not problem and locked:
+            log.warning("storage available again; accepting sessions")
+            self._execute(self._gate.unlock(STORAGE_LOCK))
 
     def _close_session(self, closed: SessionClosed) -> None:
         for timer in self._session_timers:

@@ -314,7 +314,7 @@ class TamperDetector:
         self.report_tamper(event, source=source, sensor=source, **detail)
 
     def _watch_loop(self) -> None:
-        last_beat = self._monotonic()
+        last_beat = self._monotonic() - self._heartbeat_period  # the first beat at start
         while not self._stop.wait(min(self._poll_period * 2, 0.05)):
             started = self._round_started
             now = self._monotonic()
