@@ -31,11 +31,15 @@ app = typer.Typer(
 technician_app = typer.Typer(help="Enrol and manage technicians in the state DB.")
 config_app = typer.Typer(help="Check a configuration file; print the reference.")
 keys_app = typer.Typer(help="The shim's signing key and age identity.")
+tamper_app = typer.Typer(help="The tamper latch: status and authorised reset.")
+integrity_app = typer.Typer(help="Seal the installed software and config for boot integrity.")
 recording_app = typer.Typer(help="Verify, export, play and list session recordings.")
 app.add_typer(technician_app, name="technician")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(recording_app, name="recording")
+app.add_typer(tamper_app, name="tamper")
+app.add_typer(integrity_app, name="integrity")
 
 _debug = False
 
@@ -152,6 +156,9 @@ def technician_add(
         int | None, typer.Option(help="Seconds per code (default: totp.period).")
     ] = None,
     notes: Annotated[str, typer.Option(help="Free text kept with the enrolment.")] = "",
+    role: Annotated[
+        list[str] | None, typer.Option(help="`admin` may reset the tamper latch (repeatable).")
+    ] = None,
     qr: Annotated[bool, typer.Option(help="Show the QR code in the terminal.")] = True,
 ) -> None:
     """Enrol a technician with a new 160-bit secret; prints the QR code and URI
@@ -164,6 +171,9 @@ def technician_add(
         raise typer.BadParameter("choose 6 or 8", param_hint="--digits")
     if period is not None and not 10 <= period <= 300:
         raise typer.BadParameter("choose 10 to 300 seconds", param_hint="--period")
+    roles = tuple(dict.fromkeys(role or []))
+    if any(r != "admin" for r in roles):
+        raise typer.BadParameter("the only role is admin", param_hint="--role")
     settings = _load(config)
     store = _store(settings)
     record = technicians.enrol(
@@ -174,6 +184,7 @@ def technician_add(
         digits=digits,
         period=period,
         notes=notes,
+        roles=roles,
     )
     typer.echo(f"Enrolled {record.technician_id}. Scan this with the technician's app:")
     _show_uri(technicians.uri_for(settings, record), qr)
@@ -414,6 +425,62 @@ def recording_list(config: ConfigOption) -> None:
         )
     Console().print(table)
     typer.echo(f"{len(files)} recording(s) in {settings.storage_root / 'sessions'}")
+
+
+# -- tamper latch and integrity -----------------------------------------------------
+
+
+@tamper_app.command("status")
+def tamper_status(config: ConfigOption) -> None:
+    """Show whether the tamper latch is set, why and since when. Exit 0 when
+    clear, 1 when latched."""
+    import datetime as dt
+
+    settings = _load(config)
+    latch = _store(settings).latch()
+    if latch is None:
+        typer.echo("tamper latch: clear")
+        return
+    when = dt.datetime.fromtimestamp(latch.at, dt.UTC).isoformat(timespec="seconds")
+    typer.echo(f"tamper latch: SET ({latch.reason}) since {when}")
+    for key, value in sorted(latch.detail.items()):
+        typer.echo(f"  {key}: {value}")
+    raise typer.Exit(1)
+
+
+@tamper_app.command("reset")
+def tamper_reset(
+    config: ConfigOption,
+    operator: Annotated[str, typer.Option(help="An enrolled technician with role admin.")],
+    code: Annotated[str, typer.Option(help="The operator's current TOTP code.")],
+    reason: Annotated[str, typer.Option(help="What was inspected and why it is safe.")],
+) -> None:
+    """Clear the tamper latch after physical inspection. The operator's code
+    is checked like a gate login (replay and lockout apply); audited."""
+    from shimmfa.shim import latch
+
+    if not reason.strip():
+        raise typer.BadParameter("say what was inspected", param_hint="--reason")
+    settings = _load(config)
+    latch.reset(settings, _store(settings), operator, code, reason.strip())
+    typer.echo(f"tamper latch cleared by {operator}; the shim accepts logins again.")
+
+
+@integrity_app.command("seal")
+def integrity_seal(config: ConfigOption) -> None:
+    """Record (signed) the digests of the installed shimmfa and of the config,
+    for the boot_integrity sensor. Run it after installing or upgrading."""
+    import time
+
+    from shimmfa.shim.integrity import manifest_path, seal
+    from shimmfa.shim.keys import init_keys
+
+    settings = _load(config)
+    keys, _ = init_keys(settings.storage_root)
+    manifest = seal(settings.storage_root, keys, config, time.time())
+    typer.echo(f"sealed {manifest_path(settings.storage_root)}")
+    typer.echo(f"  software_sha256 {manifest['software_sha256']}")
+    typer.echo(f"  config_sha256   {manifest['config_sha256']}")
 
 
 # -- configuration -------------------------------------------------------------

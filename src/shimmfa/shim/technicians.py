@@ -49,6 +49,7 @@ def enrol(
     digits: int | None = None,
     period: int | None = None,
     notes: str = "",
+    roles: tuple[str, ...] = (),
 ) -> TechnicianRecord:
     try:
         check_identifier(technician_id, "technician ID")
@@ -66,6 +67,7 @@ def enrol(
         algorithm=algorithm,
         digits=digits,
         period=period,
+        roles=roles,
     )
     store.add_technician(record, time.time())
     return record
