@@ -28,6 +28,7 @@ from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import decode_secret, totp_code
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
+from shimmfa.shim.recordings import open_recording, raw_bytes, verify_file
 from shimmfa.shim.state import StateStore
 from shimmfa.shim.technicians import enrol, uri_for
 
@@ -98,6 +99,21 @@ class Demo:
 
     def send(self, data: bytes) -> None:
         os.write(self.tech_master, data)
+
+    @property
+    def recording_identity(self) -> Path:
+        return self.workdir / "storage" / "keys" / "recording.agekey"
+
+    def wait_for_recording(self, timeout: float = 10.0) -> Path:
+        """The first session's recording, once its footer is written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for path in sorted((self.workdir / "storage" / "sessions").glob("*.shrec")):
+                if verify_file(path).status == "valid":
+                    return path
+            if time.monotonic() > deadline:
+                raise DemoError("no complete session recording appeared")
+            time.sleep(0.05)
 
 
 def _pty_pair(link: Path) -> int:
@@ -224,6 +240,17 @@ def _check(demo: Demo) -> list[str]:
         if b"hello" in seen or TECHNICIAN.encode() in seen:
             raise DemoError("unauthenticated bytes reached the device")
 
+    @step("the session recording verifies and holds the device's output, encrypted")
+    def _() -> None:
+        path = demo.wait_for_recording()
+        recording = open_recording(path, demo.recording_identity)
+        if recording.verdict.status != "valid":
+            raise DemoError(f"{path.name}: {recording.verdict.message}")
+        if b"end of log" not in b"".join(raw_bytes(recording, "out")):
+            raise DemoError("the recording lacks the device's output")
+        if b"end of log" in path.read_bytes():
+            raise DemoError("the recording holds plaintext")
+
     for name, fn in steps:
         started = time.monotonic()
         fn()
@@ -257,6 +284,11 @@ def _attach(demo: Demo) -> None:
     finally:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         print("\r\nDemo ended.", flush=True)  # noqa: T201
+        sessions = demo.workdir / "storage" / "sessions"
+        print(  # noqa: T201
+            f"Recordings are in {sessions}; replay one with:\n"
+            f"  shimmfa recording play {sessions}/<file>.shrec --identity {demo.recording_identity}"
+        )
 
 
 def main(*, check: bool, workdir: Path | None) -> int:
@@ -283,5 +315,5 @@ def main(*, check: bool, workdir: Path | None) -> int:
         print(f"{'PASS' if ok else 'FAIL'} in {time.monotonic() - started:.1f} s")  # noqa: T201
         return 0 if ok else 1
     finally:
-        if temporary:
+        if temporary and check:  # an interactive demo keeps its recordings to replay
             shutil.rmtree(root, ignore_errors=True)
