@@ -10,6 +10,10 @@ Rules:
   restarts; only `admin_reset` (after the caller has authorised it) clears it,
   and a sensor still seeing tampering latches again at once.
 - An event is reported when it starts, not on every poll while it lasts.
+- `start()` returns only after the first polling round (or, if a sensor
+  hangs, after `sensor_timeout` with a sensor_fault): a shim that starts
+  tampered or with a broken sensor has called `emergency_stop` before its
+  caller opens the gate, so no typed-ahead login gets in first.
 - Heartbeats are emitted every `heartbeat_period` from the watchdog thread, so
   a stuck sensor does not silence them.
 """
@@ -206,6 +210,7 @@ class TamperDetector:
         self._threads: list[threading.Thread] = []
         self._round_started: float | None = None
         self._stalled_reported = False
+        self._first_round = threading.Event()
         latched = latch_store.latch() if latch_store is not None else None
         self._state = "tampered" if latched else "ok"
         self.latch_reason = latched.reason if latched else None
@@ -219,12 +224,15 @@ class TamperDetector:
         if self._threads:
             return
         self._stop.clear()
+        self._first_round.clear()
         self._threads = [
             threading.Thread(target=self._poll_loop, name="tamper-poll", daemon=True),
             threading.Thread(target=self._watch_loop, name="tamper-watch", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
+        if not self._first_round.wait(self._sensor_timeout):
+            self._report_stall()
         log.info("tamper detector started with %d sensor(s)", len(self._sensors))
 
     def stop(self) -> None:
@@ -290,6 +298,7 @@ class TamperDetector:
             for sensor in self._sensors:
                 self._poll_one(sensor)
             self._round_started = None
+            self._first_round.set()
             self._stop.wait(self._poll_period)
 
     def _poll_one(self, sensor: TamperSensor) -> None:
@@ -319,16 +328,21 @@ class TamperDetector:
             started = self._round_started
             now = self._monotonic()
             if started is not None and now - started > self._sensor_timeout:
-                if not self._stalled_reported:
-                    self._stalled_reported = True
-                    self.report_tamper(
-                        TamperEvent.SENSOR_FAULT,
-                        source="watchdog",
-                        error=f"a sensor did not answer within {self._sensor_timeout} s",
-                    )
+                self._report_stall()
             if now - last_beat >= self._heartbeat_period:
                 last_beat = now
                 self._beat(now)
+
+    def _report_stall(self) -> None:
+        with self._lock:
+            if self._stalled_reported:
+                return
+            self._stalled_reported = True
+        self.report_tamper(
+            TamperEvent.SENSOR_FAULT,
+            source="watchdog",
+            error=f"a sensor did not answer within {self._sensor_timeout} s",
+        )
 
     def _beat(self, now: float) -> None:
         record = HeartbeatRecord(self._shim_id, now, self._time(), self.state, self._boot_count)
