@@ -7,12 +7,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# command -> Debian package, for what the tests and benchmarks run
-DEBIAN_TOOLS := socat:socat age:age oathtool:oathtool asciinema:asciinema
+# Debian packages the tests and benchmarks use: socat (baseline), age and
+# oathtool (crypto cross-checks), asciinema (playback), rsyslog + TLS (the
+# SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
+# full on a loop file), openssl (signature vector).
+DEBIAN_PACKAGES := socat age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl
 
 .PHONY: demo test bench lint readme system venv clean
 
-demo: venv
+demo: system venv
 	$(BIN)/shimmfa demo
 
 test: system venv
@@ -45,8 +48,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 system:
-	@missing=""; for pair in $(DEBIAN_TOOLS); do \
-		command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	@missing=""; for pkg in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "install ok installed" || \
+			missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then $(MAKE) --no-print-directory APT_PACKAGES="$$missing" apt; fi
 
