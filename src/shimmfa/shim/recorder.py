@@ -13,7 +13,9 @@ Rules:
 - A session that reaches `max_bytes` is ended by the relay (`size_limit`,
   reported through `on_problem`); a write error reports `recording_failed`.
   New sessions are refused (`StorageExhaustedError`) while the recordings use
-  `budget_bytes` or free space is below `min_free_bytes`. Nothing is deleted.
+  `budget_bytes`, free space is below `min_free_bytes`, or a write failed for
+  lack of space (ENOSPC/EDQUOT) and no space has been freed since. Nothing
+  is deleted.
 - File names are the session ID plus a sanitised technician ID.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
+import errno
 import logging
 import os
 import re
@@ -142,6 +145,7 @@ class SessionRecorder:
         self._min_free = min_free_bytes
         self._on_problem = on_problem or (lambda reason: None)
         self._used = sum(p.stat().st_size for p in self._dir.glob(f"*{SUFFIX}"))
+        self._full_at: int | None = None  # free bytes when a write last found the disk full
         self._open: _Open | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -171,7 +175,21 @@ class SessionRecorder:
         free = shutil.disk_usage(self._dir).free
         if free < self._min_free:
             return f"only {free} bytes free on the recording disk"
+        full_at = self._full_at
+        if full_at is not None:
+            if free <= full_at:
+                return f"the recording disk is full ({free} bytes free)"
+            self._full_at = None
         return None
+
+    def _note_write_error(self, exc: BaseException) -> None:
+        """A write that failed for lack of space makes `storage_problem` say
+        so (whatever `min_free_bytes` is) until some space is freed."""
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            try:
+                self._full_at = shutil.disk_usage(self._dir).free
+            except OSError:
+                self._full_at = 0
 
     # -- session lifecycle ------------------------------------------------------
 
@@ -210,6 +228,7 @@ class SessionRecorder:
                     path.unlink(missing_ok=True)
                     raise
             except OSError as exc:
+                self._note_write_error(exc)
                 raise StorageExhaustedError(
                     f"Storage exhausted: cannot write {path}: {exc}"
                 ) from exc
@@ -290,6 +309,7 @@ class SessionRecorder:
                     self._write(session.fd, footer)
                     os.fsync(session.fd)
             except OSError as exc:
+                self._note_write_error(exc)
                 log.error("could not finish recording %s: %s", session_id, exc)
             finally:
                 session.encoder.forget()
@@ -389,6 +409,7 @@ class SessionRecorder:
                         self._sync(session)
                 except Exception as exc:
                     session.failed = True
+                    self._note_write_error(exc)
                     log.error("recording %s failed: %s", session.meta.session_id, exc)
                     self._on_problem("recording_failed")
 
