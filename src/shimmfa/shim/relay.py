@@ -452,18 +452,28 @@ class Relay:
         out.write(data)
 
     def _authenticate(self, request: Authenticate) -> None:
-        started = time.perf_counter()
-        outcome = self._auth.authenticate(request.technician_id, request.code)
-        session_id: str | None = None
-        if outcome.authenticated:
-            try:
-                session_id = self._sessions.start(outcome.technician_id)
-            except ShimMfaError as exc:
-                log.error("session for %s refused: %s", outcome.technician_id, exc)
-        log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
-        self._execute(self._gate.auth_done(outcome, session_id, time.monotonic()))
-        if outcome.authenticated and session_id is None:
-            self._check_storage(reschedule=False)
+        """Decide `request`, then the login lines typed behind it, in a loop:
+        the gate asks for the next one as the last action of `auth_done`.
+        Recursing instead (one level per line) let a paste of a few hundred
+        short lines exhaust the stack and fail-safe stop the shim."""
+        pending: Authenticate | None = request
+        while pending is not None:
+            started = time.perf_counter()
+            outcome = self._auth.authenticate(pending.technician_id, pending.code)
+            session_id: str | None = None
+            if outcome.authenticated:
+                try:
+                    session_id = self._sessions.start(outcome.technician_id)
+                except ShimMfaError as exc:
+                    log.error("session for %s refused: %s", outcome.technician_id, exc)
+            log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
+            actions = self._gate.auth_done(outcome, session_id, time.monotonic())
+            pending = actions.pop() if actions and isinstance(actions[-1], Authenticate) else None
+            self._execute(actions)
+            if outcome.authenticated and session_id is None:
+                self._check_storage(reschedule=False)
+            if self._gate.state is not GateState.AUTHENTICATING:
+                pending = None  # the gate was locked meanwhile (storage): no more decisions
 
     # -- the open session: the hot path -------------------------------------------
 
