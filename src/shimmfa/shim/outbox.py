@@ -162,12 +162,19 @@ class Outbox:
                     self._filling_reported = True
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._count, self._heartbeats = count, heartbeats
             self.dropped_heartbeats += dropped
         for callback in list(self._listeners):
             callback()
+
+    def _rollback(self) -> None:
+        # A failed COMMIT (SQLITE_FULL on a full disk, SQLITE_IOERR) may have
+        # rolled the transaction back already; a ROLLBACK then raises "no
+        # transaction is active" and hides the real error from the log.
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _insert(self, event: Event, count: int, heartbeats: int) -> tuple[int, int, int]:
         """Insert one row within the open transaction; the new (count,
@@ -221,7 +228,7 @@ class Outbox:
                     self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)  # noqa: S608
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._heartbeats -= gone[0]
             self._count -= gone[0] + gone[1]
