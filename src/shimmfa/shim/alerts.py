@@ -3,7 +3,9 @@
 Rules: emitting never raises into its caller (a failing outbox is logged
 loudly; the relay and the tamper path go on); every authentication attempt
 is an event with the precise reason (the technician only ever sees the
-generic reply); storage exhaustion is reported when it starts.
+generic reply); storage exhaustion is reported when it starts, or, when the
+full disk keeps even the alert out of the outbox, at the first later check
+that can queue it.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class RecordedSessions:
     def problem(self) -> str | None:
         problem = self._recorder.storage_problem()
         if problem and self._reported is None:
-            self._alerts.emit("storage_exhausted", {"reason": problem})
+            if not self._alerts.emit("storage_exhausted", {"reason": problem}):
+                return problem  # not queued (the disk is full): again at the next check
         self._reported = problem
         return problem
