@@ -31,6 +31,7 @@ from shimmfa.shim.config import Settings, load_config
 from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.keys import ShimKeys, init_keys
 from shimmfa.shim.outbox import Outbox, OutboxSender
+from shimmfa.shim.passthrough import PassThroughSelector
 from shimmfa.shim.recorder import SessionRecorder
 from shimmfa.shim.recorder_events import OutboxSiem
 from shimmfa.shim.relay import Relay
@@ -106,7 +107,8 @@ def run(config_path: Path) -> int:
     store = StateStore(root)
     outbox = Outbox(root, max_rows=settings.siem.outbox_max)
     sender = OutboxSender(outbox, build_sink(settings.siem, hostname=settings.shim.id))
-    loop = asyncio.new_event_loop()
+    selector = PassThroughSelector()
+    loop = asyncio.SelectorEventLoop(selector)
     try:
         sender.start()
         alerts = Alerts(outbox, settings.shim.id)
@@ -122,7 +124,7 @@ def run(config_path: Path) -> int:
                 "path": str(config_path),
             },
         )
-        return _serve(loop, settings, config_path, store, alerts, keys, heartbeats, boot)
+        return _serve(loop, selector, settings, config_path, store, alerts, keys, heartbeats, boot)
     finally:
         notify.notify(notify.STOPPING)
         sender.stop()
@@ -133,6 +135,7 @@ def run(config_path: Path) -> int:
 
 def _serve(
     loop: asyncio.AbstractEventLoop,
+    selector: PassThroughSelector,
     settings: Settings,
     config_path: Path,
     store: StateStore,
@@ -182,6 +185,7 @@ def _serve(
         max_duration=settings.session.max_duration,
         on_ready=_ports_ready,
         on_device_carrier=modem.update if modem is not None else None,
+        pass_through=selector,
     )
     detector = wire_detector(
         loop, relay, settings, store, alerts, heartbeats, recorder, sensors, boot

@@ -7,6 +7,13 @@ Rules:
 - While OPEN, each side's reader writes straight to the other side: one read,
   one write, no copies, no waiting for the other direction. A slow reader on
   one side pauses reading from the other side (backpressure), never drops.
+- Those two readers are the hot path (`_pump`): built once per session, per
+  chunk they read, write, read the clock and hand the chunk to the recorder,
+  in that order, so nothing but the read stands between a byte and its
+  write. With a `PassThroughSelector` under the loop (the daemon's) they run
+  straight from the selector. Every reader change goes through
+  `_add_reader`/`_remove_reader`, which keep the loop and the selector's
+  fast path in step.
 - A session ends on hang-up (EOF/EIO, or DCD/DSR dropping on a real tty),
   idle timeout, max duration or shutdown; then the gate shows its banner to
   the next technician (after reopening the port if it hung up).
@@ -41,6 +48,7 @@ from shimmfa.core.gate import (
 )
 from shimmfa.core.totp import AuthOutcome
 from shimmfa.errors import ShimMfaError
+from shimmfa.shim.passthrough import PassThroughSelector
 from shimmfa.shim.serialport import Endpoint
 
 log = logging.getLogger("shimmfa.relay")
@@ -111,16 +119,24 @@ class Outlet:
         except BlockingIOError:
             written = 0
         except OSError as exc:
-            # The other end hung up (EIO): drop the data and report it from a
-            # fresh callback, so the caller's actions finish first.
-            self.stop()
-            self._loop.call_soon(self._on_error, exc)
+            self.failed(exc)
             return True
         if written == len(data):
             return True
-        self.backlog += data[written:]
-        self._loop.add_writer(self.fd, self._flush)
+        self.queue(data[written:])
         return False
+
+    def queue(self, data: bytes) -> None:
+        """Keep `data` until the fd takes it (after a short or refused write)."""
+        if not self.backlog:
+            self._loop.add_writer(self.fd, self._flush)
+        self.backlog += data
+
+    def failed(self, exc: OSError) -> None:
+        """A write failed: the other end hung up (EIO). Drop the data and
+        report it from a fresh callback, so the caller's actions finish first."""
+        self.stop()
+        self._loop.call_soon(self._on_error, exc)
 
     def when_drained(self, callback: Callable[[], None]) -> None:
         self._on_drained = callback
@@ -161,8 +177,10 @@ class Relay:
         max_duration: float,
         on_ready: Callable[[], None] | None = None,
         on_device_carrier: Callable[[tuple[bool, bool] | None], None] | None = None,
+        pass_through: PassThroughSelector | None = None,
     ) -> None:
         self._loop = loop
+        self._fast = pass_through
         self._gate = gate
         self._auth = authenticator
         self._sessions = sessions
@@ -173,6 +191,7 @@ class Relay:
         self._on_ready = on_ready
         self._on_device_carrier = on_device_carrier
         self._record = sessions.record
+        self._tech_pump: Callable[[], bool] | None = None
         self.tech: Endpoint | None = None
         self.dev: Endpoint | None = None
         self._tech_out: Outlet | None = None
@@ -211,7 +230,7 @@ class Relay:
             timer.cancel()
         for endpoint in (self.tech, self.dev):
             if endpoint is not None and endpoint.fd >= 0:
-                self._loop.remove_reader(endpoint.fd)
+                self._remove_reader(endpoint.fd)
                 self._loop.remove_writer(endpoint.fd)
                 endpoint.close()
         self.tech = self.dev = None
@@ -239,7 +258,7 @@ class Relay:
             exc_info=exc,
         )
         if self.dev is not None:
-            self._loop.remove_reader(self.dev.fd)
+            self._remove_reader(self.dev.fd)
             self._loop.remove_writer(self.dev.fd)
             self.dev.close()
             self.dev = None
@@ -252,6 +271,23 @@ class Relay:
                     self._best_effort_write(self.tech.fd, action.data)
         finally:
             self._stop(EXIT_FAIL_SAFE)
+
+    def _add_reader(self, fd: int, reader: Callable[[], None]) -> None:
+        """Read `fd` with `reader`, through the loop."""
+        self._loop.add_reader(fd, reader)
+        if self._fast is not None:
+            self._fast.run_inline(fd, None)
+
+    def _add_pump(self, fd: int, pump: Callable[[], bool]) -> None:
+        """Read `fd` with a session's pump, straight from the selector if it can."""
+        self._loop.add_reader(fd, pump)
+        if self._fast is not None:
+            self._fast.run_inline(fd, pump)
+
+    def _remove_reader(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        if self._fast is not None:
+            self._fast.run_inline(fd, None)
 
     @staticmethod
     def _best_effort_write(fd: int, data: bytes) -> None:
@@ -295,7 +331,7 @@ class Relay:
             return
         self.tech = endpoint
         self._tech_out = Outlet(self._loop, endpoint.fd, self._technician_write_failed)
-        self._loop.add_reader(endpoint.fd, self._guarded(self._tech_readable_gate))
+        self._add_reader(endpoint.fd, self._guarded(self._tech_readable_gate))
         self._execute(self._gate.banner())
         self._maybe_ready()
 
@@ -308,7 +344,7 @@ class Relay:
             return
         self.dev = endpoint
         self._dev_out = Outlet(self._loop, endpoint.fd, self._device_write_failed)
-        self._loop.add_reader(endpoint.fd, self._guarded(self._dev_readable_gate))
+        self._add_reader(endpoint.fd, self._guarded(self._dev_readable_gate))
         self._execute(self._gate.unlock(DEVICE_LOCK))
         self._maybe_ready()
 
@@ -321,7 +357,7 @@ class Relay:
         log.info("technician side hung up (%s)", why)
         self._execute(self._gate.end_session(reasons.TECHNICIAN_HANGUP))
         if self.tech is not None:
-            self._loop.remove_reader(self.tech.fd)
+            self._remove_reader(self.tech.fd)
             if self._tech_out is not None:
                 self._tech_out.stop()
             self.tech.close()
@@ -332,7 +368,7 @@ class Relay:
     def _device_gone(self, why: str) -> None:
         log.warning("device side hung up (%s)", why)
         if self.dev is not None:
-            self._loop.remove_reader(self.dev.fd)
+            self._remove_reader(self.dev.fd)
             if self._dev_out is not None:
                 self._dev_out.stop()
             self.dev.close()
@@ -420,7 +456,9 @@ class Relay:
                     raise RuntimeError("ForwardToDevice outside an open session")
                 self._record("in", action.data)
                 if not self._dev_out.write(action.data) and self.tech is not None:
-                    self._pause(self.tech, self._dev_out, self._tech_to_device)
+                    if self._tech_pump is None:
+                        raise RuntimeError("ForwardToDevice before the session's readers")
+                    self._pause(self.tech, self._dev_out, self._tech_pump)
             elif isinstance(action, Authenticate):
                 self._authenticate(action)
             elif isinstance(action, SessionOpened):
@@ -487,11 +525,13 @@ class Relay:
             log.info("discarded %d bytes of device output while the gate was closed", discarded)
         now = time.monotonic()
         self._session_started = self._last_activity = now
-        self._loop.remove_reader(self.tech.fd)
-        self._loop.remove_reader(self.dev.fd)
-        first_reader = self._first_tech_read if self._gate.awaiting_lf else self._tech_to_device
-        self._loop.add_reader(self.tech.fd, self._guarded(first_reader))
-        self._loop.add_reader(self.dev.fd, self._guarded(self._device_to_tech))
+        self._tech_pump = self._pump(self.tech, self._dev_out, self._technician_gone, "in")
+        device_to_tech = self._pump(self.dev, self._tech_out, self._device_gone, "out")
+        if self._gate.awaiting_lf:
+            self._add_reader(self.tech.fd, self._guarded(self._first_tech_read))
+        else:
+            self._add_pump(self.tech.fd, self._tech_pump)
+        self._add_pump(self.dev.fd, device_to_tech)
         self._session_timers.append(
             self._loop.call_later(self._idle_timeout, self._guarded(self._idle))
         )
@@ -512,52 +552,67 @@ class Relay:
         if data is None:
             return
         self._last_activity = time.monotonic()
-        self._loop.remove_reader(self.tech.fd)
-        self._loop.add_reader(self.tech.fd, self._guarded(self._tech_to_device))
+        if self._tech_pump is not None:
+            self._add_pump(self.tech.fd, self._tech_pump)
         self._execute(self._gate.receive(data, self._last_activity))
 
-    def _tech_to_device(self) -> None:
-        try:
-            data = os.read(self.tech.fd, READ_SIZE)  # type: ignore[union-attr]
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
-            data = b""
-        if not data:
-            self._technician_gone("end of file")
-            return
-        self._last_activity = time.monotonic()
-        self._record("in", data)
-        if not self._dev_out.write(data):  # type: ignore[union-attr]
-            self._pause(self.tech, self._dev_out, self._tech_to_device)  # type: ignore[arg-type]
+    def _pump(
+        self, source: Endpoint, outlet: Outlet | None, gone: Callable[[str], None], direction: str
+    ) -> Callable[[], bool]:
+        """The reader of `source` for this session: read a chunk and write it
+        to `outlet`, then note the time and record it. Its own fail-safe guard
+        (one call less than `_guarded`); everything it needs is in locals.
+        True when that is all it did (see `PassThroughSelector`)."""
+        if outlet is None:
+            raise RuntimeError("session opened without both ports")
+        read, write, clock, record = os.read, os.write, time.monotonic, self._record
+        src, dst = source.fd, outlet.fd
 
-    def _device_to_tech(self) -> None:
-        try:
-            data = os.read(self.dev.fd, READ_SIZE)  # type: ignore[union-attr]
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EIO:
-                raise
-            data = b""
-        if not data:
-            self._device_gone("end of file")
-            return
-        self._last_activity = time.monotonic()
-        self._record("out", data)
-        if not self._tech_out.write(data):  # type: ignore[union-attr]
-            self._pause(self.dev, self._tech_out, self._device_to_tech)  # type: ignore[arg-type]
+        def pump() -> bool:
+            try:
+                try:
+                    data = read(src, READ_SIZE)
+                except BlockingIOError:
+                    return True
+                except OSError as exc:
+                    if exc.errno != errno.EIO:
+                        raise
+                    data = b""
+                if not data:
+                    gone("end of file")
+                    return False
+                quiet = True
+                if outlet.backlog:  # still writing earlier bytes: queue behind them
+                    written = 0
+                else:
+                    try:
+                        written = write(dst, data)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError as exc:
+                        outlet.failed(exc)
+                        written, quiet = len(data), False
+                if written != len(data):
+                    outlet.queue(data[written:])
+                    self._pause(source, outlet, pump)
+                    quiet = False
+                self._last_activity = clock()
+                record(direction, data)
+                return quiet
+            except Exception as exc:
+                self._fail_safe(exc)
+                return False
 
-    def _pause(self, source: Endpoint, outlet: Outlet, reader: Callable[[], None]) -> None:
+        return pump
+
+    def _pause(self, source: Endpoint, outlet: Outlet, reader: Callable[[], bool]) -> None:
         """Stop reading `source` until `outlet` has written its backlog."""
         fd = source.fd
-        self._loop.remove_reader(fd)
+        self._remove_reader(fd)
 
         def resume() -> None:
             if source.fd == fd and self._gate.state is GateState.OPEN:
-                self._loop.add_reader(fd, self._guarded(reader))
+                self._add_pump(fd, reader)
 
         outlet.when_drained(resume)
 
@@ -590,7 +645,7 @@ class Relay:
         if self._gate.state is GateState.OPEN:
             for endpoint in (self.tech, self.dev):
                 if endpoint is not None and endpoint.fd >= 0:
-                    self._loop.remove_reader(endpoint.fd)
+                    self._remove_reader(endpoint.fd)
         self._execute(self._gate.end_session(reason))
         log.critical("EMERGENCY STOP: %s", reason)
         self._send_technician(f"\r\nEMERGENCY STOP: {reason}\r\n".encode())
@@ -634,13 +689,13 @@ class Relay:
         for timer in self._session_timers:
             timer.cancel()
         self._session_timers.clear()
+        self._tech_pump = None
         for endpoint, reader in (
             (self.tech, self._tech_readable_gate),
             (self.dev, self._dev_readable_gate),
         ):
             if endpoint is not None and endpoint.fd >= 0:
-                self._loop.remove_reader(endpoint.fd)
-                self._loop.add_reader(endpoint.fd, self._guarded(reader))
+                self._add_reader(endpoint.fd, self._guarded(reader))
         for outlet in (self._tech_out, self._dev_out):
             if outlet is not None:
                 outlet.when_drained(lambda: None)
