@@ -18,6 +18,8 @@ import typer
 from shimmfa.errors import ShimMfaError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from shimmfa.shim.config import Settings
     from shimmfa.shim.keys import ShimKeys
     from shimmfa.shim.state import StateStore
@@ -54,6 +56,14 @@ def _root(
 ) -> None:
     global _debug
     _debug = debug
+
+
+def _console() -> Console:
+    """A rich console; when the output is not a terminal (a pipe, a file, a
+    test) it is wide, so that IDs and reasons are never cut with an ellipsis."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
 
 
 def _err(message: str) -> None:
@@ -195,7 +205,6 @@ def technician_list(config: ConfigOption) -> None:
     """List enrolled technicians, where they come from and their lockout state."""
     import time
 
-    from rich.console import Console
     from rich.table import Table
 
     from shimmfa.shim import technicians
@@ -208,7 +217,7 @@ def technician_list(config: ConfigOption) -> None:
         status = f"locked {row.locked_until - now:.0f} s more" if locked else "ok"
         totp = f"{row.algorithm}/{row.digits}/{row.period}s"
         table.add_row(row.technician_id, row.source, totp, row.enrolment_date or "-", status)
-    Console().print(table)
+    _console().print(table)
 
 
 @technician_app.command("uri")
@@ -398,7 +407,6 @@ def recording_list(config: ConfigOption) -> None:
     """Table of the shim's recordings with their verification status."""
     import datetime as dt
 
-    from rich.console import Console
     from rich.table import Table
 
     from shimmfa.shim import recordings
@@ -423,7 +431,7 @@ def recording_list(config: ConfigOption) -> None:
             row.reason,
             row.status,
         )
-    Console().print(table)
+    _console().print(table)
     typer.echo(f"{len(files)} recording(s) in {settings.storage_root / 'sessions'}")
 
 

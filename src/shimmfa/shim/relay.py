@@ -506,7 +506,10 @@ class Relay:
                     log.error("session for %s refused: %s", outcome.technician_id, exc)
             log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
             actions = self._gate.auth_done(outcome, session_id, time.monotonic())
-            pending = actions.pop() if actions and isinstance(actions[-1], Authenticate) else None
+            last = actions[-1] if actions else None
+            pending = last if isinstance(last, Authenticate) else None
+            if pending is not None:
+                actions.pop()
             self._execute(actions)
             if outcome.authenticated and session_id is None:
                 self._check_storage(reschedule=False)
