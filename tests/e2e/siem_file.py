@@ -1,0 +1,59 @@
+"""What the daemon's `file` SIEM transport wrote, read back for end-to-end tests.
+
+Rules:
+- The daemon appends one JSON object per event and fsyncs it (shim/sinks.py
+  `FileSink`); a line without its newline is still being written and is not
+  read yet.
+- Waiting is for a condition with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+POLL = 0.01
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `predicate` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(POLL)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every complete event line in `path` (none while it does not exist)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    complete = data[: data.rfind(b"\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def of_kind(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [event for event in events if event["kind"] == kind]
+
+
+def wait_events(
+    path: Path,
+    predicate: Callable[[list[dict[str, Any]]], bool],
+    timeout: float = 10.0,
+    what: str = "events",
+) -> list[dict[str, Any]]:
+    """The events in `path` once `predicate` holds for them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = read_events(path)
+        if predicate(events):
+            return events
+        if time.monotonic() > deadline:
+            kinds = [event["kind"] for event in events]
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {kinds}")
+        time.sleep(POLL)
