@@ -25,6 +25,13 @@ The table shows medians over rounds. Last, the auth decision time with the
 durable SQLite commit (`auth_bench.py`).
 
     python benchmarks/relay_bench.py [--quick] [--json FILE] [--check]
+        [--siem-endpoint URL | --hung-siem] [--heartbeat-period S]
+
+`--siem-endpoint tcp://host:port` (or tls://) points the shim's SIEM
+(`siem.transport: syslog`) there; `--hung-siem` starts a receiver here that
+accepts the connection and never reads, so the shim's sender is stuck for
+the whole run; `--heartbeat-period` makes the shim queue an event that
+often. The ratios then show whether a stuck SIEM slows the relay.
 
 `--check` exits 1 when an acceptance ratio fails. Every process, PTY and
 temporary directory it makes is removed on exit, also on Ctrl-C and SIGTERM.
@@ -34,17 +41,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
 import os
 import platform
 import select
 import shutil
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import termios
+import threading
 import time
 import tty
 from collections.abc import Callable
@@ -87,6 +98,48 @@ class BenchError(Exception):
     """The benchmark could not measure what it set out to."""
 
 
+class HungReceiver:
+    """A TCP listener on 127.0.0.1 that accepts and never reads (a SIEM that
+    hangs); its small receive buffer makes the sender stall at once."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.endpoint = f"tcp://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+
+    def unread(self) -> int:
+        """Bytes the shim got into the accepted connections (never read)."""
+        total = 0
+        for connection in list(self.accepted):
+            raw = fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
+            total += struct.unpack("i", raw)[0]
+        return total
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def _shim_extra_config(plan: Plan) -> str:
+    """The siem and tamper sections a plan asks for (YAML, appended)."""
+    extra = ""
+    if plan.siem_endpoint:
+        extra += f'siem:\n  transport: syslog\n  endpoint: "{plan.siem_endpoint}"\n'
+    if plan.heartbeat_period:
+        extra += f"tamper:\n  heartbeat_period: {plan.heartbeat_period}\n"
+    return extra
+
+
 @dataclass
 class Plan:
     rounds: int
@@ -96,6 +149,8 @@ class Plan:
     nbytes: int
     block: int
     auth_count: int
+    siem_endpoint: str | None = None  # syslog tcp:// or tls:// for the shim's events
+    heartbeat_period: float | None = None
 
 
 @dataclass
@@ -303,6 +358,7 @@ def start_shim(
         SHIM_CONFIG.format(
             tech=tech, dev=dev, root=where / "storage", technician=TECHNICIAN, secret=secret
         )
+        + _shim_extra_config(plan)
     )
     log = where / "shim.log"
     with log.open("wb") as out:
@@ -556,6 +612,12 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a ratio fails")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
     parser.add_argument("--block", type=int, default=SHIM_READ_SIZE, help="socat -b (bytes)")
+    siem = parser.add_mutually_exclusive_group()
+    siem.add_argument("--siem-endpoint", help="shim's syslog SIEM: tcp://host:port or tls://...")
+    siem.add_argument(
+        "--hung-siem", action="store_true", help="point the shim at a SIEM that never reads"
+    )
+    parser.add_argument("--heartbeat-period", type=float, help="shim heartbeat period (s)")
     args = parser.parse_args()
     if args.quick:
         plan = Plan(1, 1000, 100, 100, 4 * MIB, args.block, 400)
@@ -563,6 +625,9 @@ def main() -> int:
         plan = Plan(3, 5000, 300, 100, 64 * MIB, args.block, 2000)
     if args.rounds:
         plan.rounds = args.rounds
+    hung = HungReceiver() if args.hung_siem else None
+    plan.siem_endpoint = hung.endpoint if hung else args.siem_endpoint
+    plan.heartbeat_period = args.heartbeat_period
 
     def terminate(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -570,12 +635,23 @@ def main() -> int:
     signal.signal(signal.SIGTERM, terminate)
     load = os.getloadavg()[0]
     print(f"load average before the run: {load:.2f} (other jobs on the machine skew the numbers)")
+    if plan.siem_endpoint:
+        hung_note = " (hung: accepts, never reads)" if hung else ""
+        print(f"shim SIEM: syslog to {plan.siem_endpoint}{hung_note}")
     try:
         results = run(plan)
         auth = measure_auth(plan.auth_count)
+        if hung is not None:
+            print(
+                f"hung SIEM: {len(hung.accepted)} connection(s) accepted, "
+                f"{hung.unread()} bytes left unread in them"
+            )
     except BenchError as exc:
         print(f"relay_bench: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if hung is not None:
+            hung.close()
     checks = verdicts(results["rounds"], auth)
     print_report(results["rounds"], results["summary"], auth, checks, plan)
     if args.json:
@@ -588,7 +664,7 @@ def main() -> int:
                 ["socat", "-V"], capture_output=True, text=True, check=False
             ).stdout.splitlines()[1:2],
         }
-        results |= {"machine": machine, "auth": auth, "checks": checks}
+        results |= {"machine": machine, "auth": auth, "checks": checks, "hung_siem": bool(hung)}
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 1 if args.check and not all(c["ok"] for c in checks) else 0
 
