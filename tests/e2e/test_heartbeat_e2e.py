@@ -247,13 +247,22 @@ def test_systemd_notify_ready_watchdog_and_stopping(make_shim, tmp_path, monkeyp
     monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
     monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # WatchdogSec=1: a ping at least every 0.5 s
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
-    rig = make_shim(gate={"echo": False})
+    rig = make_shim(start=False, gate={"echo": False})
+    rig.dev_link.unlink()  # the device's adapter is not plugged in yet
+    rig.start()
     pid = rig.daemon.process.pid
 
+    # READY=1 once the daemon is up, ports or not (packaging/README.md);
+    # STATUS says when both ports are open.
     listener.wait(lambda: listener.count("WATCHDOG=1") >= 2, 5, "two watchdog pings")
     messages = [text for _, _, text in listener.received]
     assert messages.index("READY=1") < messages.index("WATCHDOG=1")
     assert messages.count("READY=1") == 1
+    ports_open = "STATUS=both ports open; gate ready"
+    assert ports_open not in messages
+    rig.new_device()
+    listener.wait(lambda: listener.count(ports_open) == 1, 5, "the ports-open status")
+    rig.tech.read_until(b"<totp_code>\r\n> ")  # the banner again, the gate unlocked
 
     # Busy relaying: the pings go on, never a watchdog period apart.
     rig.login("alice@example.org")
