@@ -317,10 +317,16 @@ def _wait_opened(process: subprocess.Popen[bytes], paths: list[Path], timeout: f
 
 
 def _cpu_seconds(process: subprocess.Popen[bytes] | None) -> float:
-    """CPU time a running process has used so far (0 for none), in seconds."""
+    """CPU time a running process has used so far, all its threads (the
+    shim's recorder, SIEM sender and tamper threads too), in seconds; 0 for
+    none. /proc/PID/schedstat alone would count the main thread only."""
     if process is None:
         return 0.0
-    return int(Path(f"/proc/{process.pid}/schedstat").read_text().split()[0]) / 1e9
+    total = 0
+    for task in Path(f"/proc/{process.pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 # -- the configurations --------------------------------------------------------
@@ -506,7 +512,7 @@ COLUMNS = (
 )
 LEGEND = (
     "p50/p99: back-to-back 1-byte pings; iso: isolated pings (the relay idle in between), "
-    "µs;\nCPU: the relay process's CPU time per back-to-back ping (schedstat)"
+    "µs;\nCPU: the relay process's CPU time, all threads, per back-to-back ping (schedstat)"
 )
 
 
