@@ -22,6 +22,7 @@ import base64
 import json
 import os
 import select
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -96,11 +97,11 @@ def case_file(tmp_path: Path) -> Path:
     return path
 
 
-def file_sensor_shim(make_shim, case_file: Path):
+def file_sensor_shim(make_shim, case_file: Path, **tamper: Any):
     rig = make_shim(
         start=False,
         gate={"echo": False},
-        tamper={"sensors": [{"type": "file", "path": str(case_file)}]},
+        tamper={"sensors": [{"type": "file", "path": str(case_file)}], **tamper},
     )
     add_technicians(rig)
     rig.start()
@@ -349,6 +350,33 @@ def test_a_failing_file_sensor_latches_sensor_fault(make_shim, case_file, break_
     assert_refused_login(rig, ADMIN)  # ...which changes nothing: the latch holds
 
 
+def test_a_sensor_that_stops_answering_latches_sensor_fault(make_shim, case_file):
+    rig = file_sensor_shim(make_shim, case_file, sensor_timeout=0.3)
+    rig.login(TECHNICIAN)
+    rig.tech.send(b"before\r")
+    rig.dev.read_until(b"before\r")
+
+    case_file.unlink()
+    os.mkfifo(case_file)  # opening it for reading blocks: the sensor hangs
+    hung_at = time.monotonic()
+
+    reason = "tamper:sensor_fault"
+    rig.tech.read_until(emergency(reason) + locked(reason), timeout=3)
+    assert time.monotonic() - hung_at < 1.5  # sensor_timeout 0.3 s, and the poll period
+    status, text = tamper_status(rig)
+    assert status == 1 and f"SET ({reason})" in text and "did not answer" in text, text
+    rig.tech.send(b"after\r")
+    rig.dev.expect_nothing(0.3)
+    assert rig.dev.received == b"before\r"
+    # The sensor answers again: a regular file in its place, and the open()
+    # stuck on the FIFO released by a writer...
+    stuck = case_file.with_name("stuck_fifo")
+    os.link(case_file, stuck)
+    set_sensor(case_file, "0")
+    os.close(os.open(stuck, os.O_WRONLY | os.O_NONBLOCK))
+    assert_refused_login(rig, ADMIN)  # ...which changes nothing: the latch holds
+
+
 def test_a_gpio_sensor_on_a_missing_chip_latches_at_start(make_shim):
     rig = make_shim(
         start=False,
@@ -372,19 +400,20 @@ GPIO_SIM = Path("/sys/kernel/config/gpio-sim")
 
 
 def gpio_sim_unavailable() -> str | None:
-    """Why no simulated GPIO chip can be made here, or None."""
+    """Why no simulated GPIO chip can be read here, or None."""
+    reasons = []
     try:
         import gpiod  # noqa: F401 - the sensor's library
     except ImportError:
-        return "the gpiod package (libgpiod v2 bindings) is not installed"
-    if not GPIO_SIM.is_dir() and Path("/sys/kernel/config").is_dir():
+        reasons.append("the gpiod package (libgpiod v2 Python bindings) is not installed")
+    if not GPIO_SIM.is_dir() and Path("/sys/kernel/config").is_dir() and shutil.which("modprobe"):
         subprocess.run(["modprobe", "gpio-sim"], capture_output=True, check=False)
     if not GPIO_SIM.is_dir():
-        return (
-            f"the kernel's gpio-sim is not available ({GPIO_SIM} missing: no configfs "
-            "or no gpio-sim module in this kernel)"
+        reasons.append(
+            f"the kernel's gpio-sim is not available ({GPIO_SIM} is missing: no configfs "
+            "mounted, or no gpio-sim module in this kernel)"
         )
-    return None
+    return "; ".join(reasons) or None
 
 
 @pytest.fixture
