@@ -104,8 +104,12 @@ def pack_record(kind: bytes, body: bytes) -> bytes:
     return kind + _LENGTH.pack(len(body)) + body
 
 
-def next_head(head: bytes, record: bytes) -> bytes:
-    return hashlib.sha256(head + record).digest()
+def next_head(head: bytes, *record: bytes) -> bytes:
+    """The chain head after `record` (given whole, or in consecutive parts)."""
+    digest = hashlib.sha256(head)
+    for part in record:
+        digest.update(part)
+    return digest.digest()
 
 
 def frame_nonce(index: int) -> bytes:
@@ -180,14 +184,25 @@ class RecordingEncoder:
         return self._head
 
     def _append(self, kind: bytes, body: bytes, *, track: bool = True) -> bytes:
-        record = pack_record(kind, body)
-        self._head = next_head(self._head, record)
+        return b"".join(self._append_parts(kind, body, track=track))
+
+    def _append_parts(self, kind: bytes, body: bytes, *, track: bool = True) -> tuple[bytes, bytes]:
+        """The record as (type | length, body), without copying the body."""
+        if len(body) > MAX_RECORD:
+            raise ValueError(f"record of {len(body)} bytes exceeds {MAX_RECORD}")
+        prefix = kind + _LENGTH.pack(len(body))
+        self._head = next_head(self._head, prefix, body)
         if track:
             self._records_since_seal.append(self._head)
-        return record
+        return prefix, body
 
     def frame(self, entries: list[Entry]) -> bytes:
         """Seal `entries` (direction, monotonic, wall, payload) as one frame."""
+        return b"".join(self.frame_parts(entries))
+
+    def frame_parts(self, entries: list[Entry]) -> tuple[bytes, bytes]:
+        """`frame()` as two buffers to write one after the other (no copy of
+        the sealed body: the recorder hands both to `os.writev`)."""
         if self._aead is None:
             raise ValueError("the recording is closed")
         if not entries:
@@ -209,7 +224,7 @@ class RecordingEncoder:
         self.bytes_out += counts[b"o"]
         self._last_wall = entries[-1][2]
         self._frames += 1
-        return self._append(FRAME, sealed)
+        return self._append_parts(FRAME, sealed)
 
     def checkpoint(self) -> bytes:
         return self._seal({"kind": "checkpoint"})

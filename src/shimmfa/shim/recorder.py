@@ -54,6 +54,7 @@ __all__ = [
 log = logging.getLogger("shimmfa.recorder")
 
 POLL = 0.05
+WRITEV_MAX = 512  # buffers per writev call (the kernel takes up to 1024)
 MAX_FRAME_PAYLOAD = 256 << 10
 SUFFIX = ".shrec"
 
@@ -374,9 +375,12 @@ class SessionRecorder:
         self._used += len(data)
 
     def _drain(self, session: _Open) -> None:
-        """Seal everything queued into frames and write them (no fsync)."""
+        """Seal everything queued into frames and write them (no fsync).
+        Buffers go to the kernel as they are (`writev`): no joined copy."""
         queue = session.queue
-        out = []
+        out: list[bytes] = []
+        if queue:
+            session.unsynced = True
         while queue:
             batch: list[Entry] = []
             size = 0
@@ -384,14 +388,27 @@ class SessionRecorder:
                 entry = queue.popleft()
                 batch.append(entry)
                 size += len(entry[3])
-            out.append(session.encoder.frame(batch))
+            out.extend(session.encoder.frame_parts(batch))
+            if len(out) >= WRITEV_MAX:
+                self._writev(session.fd, out)
+                out = []
         if out:
-            self._write(session.fd, b"".join(out))
-            session.unsynced = True
+            self._writev(session.fd, out)
+
+    def _writev(self, fd: int, buffers: list[bytes]) -> None:
+        total = sum(map(len, buffers))
+        written = os.writev(fd, buffers)
+        if written < total:  # a short write: finish the rest plainly
+            self._write(fd, b"".join(buffers)[written:])
+            self._used -= total - written
+        self._used += total
 
     def _sync(self, session: _Open) -> None:
         self._write(session.fd, session.encoder.checkpoint())
         os.fsync(session.fd)
+        # Written and on disk: the page cache need not keep it (recordings are
+        # write-once), which keeps the writer reusing warm pages.
+        os.posix_fadvise(session.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         session.unsynced = False
         session.last_sync = time.monotonic()
 
