@@ -214,15 +214,26 @@ class RecordingEncoder:
             parts.append(ENTRY.pack(code, monotonic, wall, len(payload)))
             parts.append(payload)
             counts[code] += len(payload)
-        plaintext = b"".join(parts)
+        return self.packed_frame_parts(b"".join(parts), counts[b"i"], counts[b"o"], entries[-1][2])
+
+    def packed_frame_parts(
+        self, plaintext: bytes | memoryview, bytes_in: int, bytes_out: int, last_wall: float
+    ) -> tuple[bytes, bytes]:
+        """Seal a frame whose plaintext the caller built of whole ENTRY-packed
+        entries (the recorder process receives them so), with their byte
+        counts per direction and the wall time of the last one."""
+        if self._aead is None:
+            raise ValueError("the recording is closed")
+        if not plaintext:
+            raise ValueError("a frame needs at least one entry")
         # Refuse before changing any state: a frame counted but never written
         # would make every later seal, and so the whole file, look tampered.
         if len(plaintext) + 16 > MAX_RECORD:
             raise ValueError(f"a frame of {len(plaintext)} bytes exceeds {MAX_RECORD}")
         sealed = self._aead.encrypt(frame_nonce(self._frames), plaintext, self._head)
-        self.bytes_in += counts[b"i"]
-        self.bytes_out += counts[b"o"]
-        self._last_wall = entries[-1][2]
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
+        self._last_wall = last_wall
         self._frames += 1
         return self._append_parts(FRAME, sealed)
 

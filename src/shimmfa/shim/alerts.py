@@ -10,14 +10,17 @@ that can queue it.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from shimmfa.core.totp import AuthOutcome, TotpGate
+from shimmfa.errors import RecordingError
 from shimmfa.shim.outbox import Outbox, new_event
-from shimmfa.shim.recorder import SessionRecorder
-from shimmfa.shim.recorder_events import event_fields
+from shimmfa.shim.recorder_events import OutboxSiem, event_fields
+from shimmfa.shim.recorder_process import RecorderProcess
 
 log = logging.getLogger("shimmfa.alerts")
 
@@ -59,23 +62,65 @@ class AuditedAuthenticator:
 
 
 class RecordedSessions:
-    """The relay's `Sessions`: every session recorded by the recorder."""
+    """The relay's `Sessions`: every session recorded by the recorder
+    process, and its start and end sent to the SIEM (the seed's records)."""
 
-    def __init__(self, recorder: SessionRecorder, alerts: Alerts) -> None:
+    def __init__(self, recorder: RecorderProcess, alerts: Alerts, siem: OutboxSiem) -> None:
         self._recorder = recorder
         self._alerts = alerts
+        self._siem = siem
         self.record = recorder.record
         self._reported: str | None = None
+        self._technicians: dict[str, str] = {}
 
     def start(self, technician_id: str) -> str:
         session_id = self._recorder.start_session(technician_id)
-        self._recorder.append_event(
-            session_id, {"event": "auth_success", "technician_id": technician_id, "factor": "totp"}
+        now = time.time()
+        self._technicians[session_id] = technician_id
+        self._siem.forward(
+            {
+                "event": "session_start",
+                "type": "session_header",
+                "session_id": session_id,
+                "technician_id": technician_id,
+                "shim_id": self._alerts.shim_id,
+                "started_at_epoch": now,
+                "started_at_iso": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(),
+                "version": "1.0",
+            }
         )
+        event = {"event": "auth_success", "technician_id": technician_id, "factor": "totp"}
+        self._recorder.append_event(session_id, event)
         return session_id
 
     def end(self, session_id: str, reason: str) -> None:
-        self._recorder.end_session(session_id, reason)
+        technician_id = self._technicians.pop(session_id, "")
+        try:
+            meta = self._recorder.end_session(session_id, reason)
+        except RecordingError as exc:  # the session is over either way
+            log.critical("the recording of %s could not be closed: %s", session_id, exc)
+            self._alerts.emit(
+                "session_end",
+                {
+                    "session_id": session_id,
+                    "technician_id": technician_id,
+                    "terminal_reason": reason,
+                    "recording": f"failed: {exc}",
+                },
+            )
+            return
+        self._siem.forward(
+            {
+                "event": "session_end",
+                "session_id": session_id,
+                "technician_id": meta.technician_id,
+                "shim_id": meta.shim_id,
+                "duration_seconds": (meta.ended_at or meta.started_at) - meta.started_at,
+                "bytes_inbound": meta.bytes_inbound,
+                "bytes_outbound": meta.bytes_outbound,
+                "terminal_reason": reason,
+            }
+        )
 
     def problem(self) -> str | None:
         problem = self._recorder.storage_problem()

@@ -32,8 +32,8 @@ from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.keys import ShimKeys, init_keys
 from shimmfa.shim.outbox import Outbox, OutboxSender
 from shimmfa.shim.passthrough import PassThroughSelector
-from shimmfa.shim.recorder import SessionRecorder
 from shimmfa.shim.recorder_events import OutboxSiem
+from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.relay import Relay
 from shimmfa.shim.sensors import build_sensors, wire_detector
 from shimmfa.shim.serialport import Endpoint, open_endpoint
@@ -152,17 +152,18 @@ def _serve(
         if relay is not None:
             loop.call_soon_threadsafe(relay.recording_problem, reason)
 
-    recorder = SessionRecorder(
+    recorder = RecorderProcess(
         settings.storage_root,
         settings.shim.id,
-        siem=OutboxSiem(alerts.outbox, settings.shim.id),
-        keys=keys,
-        recipients=recording.recipients,
-        fsync_interval=recording.fsync_interval,
+        options={
+            "recipients": recording.recipients,
+            "fsync_interval": recording.fsync_interval,
+            "budget_bytes": settings.storage.budget_bytes,
+            "min_free_bytes": settings.storage.min_free_bytes,
+        },
         max_bytes=recording.max_bytes,
-        budget_bytes=settings.storage.budget_bytes,
-        min_free_bytes=settings.storage.min_free_bytes,
         on_problem=on_problem,
+        call_later=loop.call_later,
     )
     for warning in recorder.warnings:
         log.warning("%s", warning)
@@ -178,7 +179,7 @@ def _serve(
         loop,
         _gate_machine(settings),
         AuditedAuthenticator(build_gate(settings, store), alerts),
-        RecordedSessions(recorder, alerts),
+        RecordedSessions(recorder, alerts, OutboxSiem(alerts.outbox, settings.shim.id)),
         open_technician,
         open_device,
         idle_timeout=settings.session.idle_timeout,

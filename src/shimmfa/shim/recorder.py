@@ -54,6 +54,7 @@ __all__ = [
 log = logging.getLogger("shimmfa.recorder")
 
 POLL = 0.05
+_PACKED = object()  # queue marker: (_PACKED, bytes_in, bytes_out, last_wall, block)
 WRITEV_MAX = 512  # buffers per writev call (the kernel takes up to 1024)
 MAX_FRAME_PAYLOAD = 256 << 10
 SUFFIX = ".shrec"
@@ -118,6 +119,7 @@ class SessionRecorder:
         budget_bytes: int = 4 << 30,
         min_free_bytes: int = 0,
         on_problem: Callable[[str], None] | None = None,
+        background: bool = True,
     ) -> None:
         self._root = Path(storage_root)
         self._dir = self._root / "sessions"
@@ -151,8 +153,10 @@ class SessionRecorder:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closing = False
-        self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background:  # else the owner calls service() regularly (the recorder process)
+            self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+            self._thread.start()
 
     @property
     def sessions_dir(self) -> Path:
@@ -256,7 +260,14 @@ class SessionRecorder:
         session = self._open
         if session is None:
             return
-        monotonic, wall = time.monotonic() - session.mono0, time.time()
+        self.record_at(direction, data, time.monotonic() - session.mono0, time.time())
+
+    def record_at(self, direction: str, data: bytes, monotonic: float, wall: float) -> None:
+        """Queue a chunk stamped by the caller (seconds since the session
+        started, wall-clock time): the recorder process's entry point."""
+        session = self._open
+        if session is None:
+            return
         if len(data) <= MAX_FRAME_PAYLOAD:
             session.queue.append((direction, monotonic, wall, data))
         else:  # no frame may outgrow a record (MAX_RECORD): cut it into entries
@@ -268,6 +279,17 @@ class SessionRecorder:
         if session.size > self._max_bytes and not session.limit_reported:
             session.limit_reported = True
             self._on_problem("size_limit")
+
+    def record_packed(
+        self, block: bytes | memoryview, bytes_in: int, bytes_out: int, last_wall: float
+    ) -> None:
+        """Queue whole ENTRY-packed entries as one frame (the recorder
+        process's path: it never unpacks what the relay packed)."""
+        session = self._open
+        if session is None:
+            return
+        session.queue.append((_PACKED, bytes_in, bytes_out, last_wall, block))  # type: ignore[arg-type]
+        session.size += len(block)
 
     def append_traffic(self, session_id: str, direction: Direction, chunk: bytes) -> None:
         self._require(session_id)
@@ -349,7 +371,8 @@ class SessionRecorder:
         self.force_close_on_emergency("shutdown")
         self._closing = True
         self._wake.set()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     # -- internals ----------------------------------------------------------------
 
@@ -382,9 +405,13 @@ class SessionRecorder:
         if queue:
             session.unsynced = True
         while queue:
+            if queue[0][0] is _PACKED:
+                _, bytes_in, bytes_out, wall, block = queue.popleft()  # type: ignore[misc]
+                out.extend(session.encoder.packed_frame_parts(block, bytes_in, bytes_out, wall))
+                continue
             batch: list[Entry] = []
             size = 0
-            while queue and size < MAX_FRAME_PAYLOAD:
+            while queue and size < MAX_FRAME_PAYLOAD and queue[0][0] is not _PACKED:
                 entry = queue.popleft()
                 batch.append(entry)
                 size += len(entry[3])
@@ -415,20 +442,25 @@ class SessionRecorder:
     def _run(self) -> None:
         while not self._closing:
             self._wake.wait(POLL)
-            with self._lock:
-                session = self._open
-                if session is None or session.failed:
-                    continue
-                try:
-                    self._drain(session)
-                    due = time.monotonic() - session.last_sync >= self._fsync_interval
-                    if session.unsynced and due:
-                        self._sync(session)
-                except Exception as exc:
-                    session.failed = True
-                    self._note_write_error(exc)
-                    log.error("recording %s failed: %s", session.meta.session_id, exc)
-                    self._on_problem("recording_failed")
+            self.service()
+
+    def service(self) -> None:
+        """Seal and write what is queued; checkpoint and fsync when due. The
+        writer thread calls it every POLL seconds; without one, the owner."""
+        with self._lock:
+            session = self._open
+            if session is None or session.failed:
+                return
+            try:
+                self._drain(session)
+                due = time.monotonic() - session.last_sync >= self._fsync_interval
+                if session.unsynced and due:
+                    self._sync(session)
+            except Exception as exc:
+                session.failed = True
+                self._note_write_error(exc)
+                log.error("recording %s failed: %s", session.meta.session_id, exc)
+                self._on_problem("recording_failed")
 
 
 def _fsync_dir(path: Path) -> None:

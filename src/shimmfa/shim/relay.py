@@ -53,7 +53,7 @@ from shimmfa.shim.serialport import Endpoint
 
 log = logging.getLogger("shimmfa.relay")
 
-READ_SIZE = 65536
+READ_SIZE = 4096  # a tty read never returns more than the 4 KiB line-discipline buffer
 TECH_BACKLOG_LIMIT = 1 << 20  # gate output nobody reads is dropped past this
 CARRIER_POLL = 0.25
 REOPEN_RETRY = 0.2

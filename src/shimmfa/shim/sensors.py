@@ -27,7 +27,7 @@ from shimmfa.shim.config import (
 from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.integrity import BootIntegritySensor
 from shimmfa.shim.keys import ShimKeys
-from shimmfa.shim.recorder import SessionRecorder
+from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.relay import Relay
 from shimmfa.shim.state import StateStore
 from shimmfa.shim.tamper import (
@@ -101,7 +101,7 @@ def wire_detector(
     store: StateStore,
     alerts: Alerts,
     heartbeats: HeartbeatSource,
-    recorder: SessionRecorder,
+    recorder: RecorderProcess,
     sensors: list[TamperSensor],
     boot: int,
 ) -> TamperDetector:
