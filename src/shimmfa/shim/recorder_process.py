@@ -135,6 +135,8 @@ class RecorderProcess:
                     replies.put(message)
         except (OSError, ValueError) as exc:
             log.error("the recorder process's replies are unreadable: %s", exc)
+        finally:
+            stream.close()
         replies.put(None)
         if not self._closing:
             log.critical("the recorder process is gone")
