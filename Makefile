@@ -25,6 +25,7 @@ test: system venv
 bench: system venv
 	$(BIN)/python benchmarks/relay_bench.py
 	$(BIN)/python benchmarks/gate_fuzz.py
+	$(BIN)/python benchmarks/tamper_bench.py
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -201,6 +201,7 @@ def _serve(
         loop.call_soon(relay.start)
         detector.start()
         notify.notify(notify.READY)
+        notify.notify("STATUS=gate closed; waiting for both serial ports")
         loop.run_until_complete(relay.stopped.wait())
     finally:
         detector.stop()

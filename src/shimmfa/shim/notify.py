@@ -10,8 +10,10 @@ Rules:
 - `watchdog_interval()` is how often to send `WATCHDOG=1`: half of
   `$WATCHDOG_USEC`, or None when the watchdog is off or meant for another
   process (`$WATCHDOG_PID`).
-- The daemon sends `READY=1` once both ports are open, `WATCHDOG=1` from its
-  event loop (so a hung loop is restarted), `STOPPING=1` on shutdown.
+- The daemon sends `READY=1` once it runs with its gate closed (config, keys,
+  state and sensors checked; the ports may still be missing: `STATUS=` says
+  so), `WATCHDOG=1` from its event loop (so a hung loop is restarted),
+  `STOPPING=1` on shutdown.
 """
 
 from __future__ import annotations

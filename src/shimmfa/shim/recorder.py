@@ -54,6 +54,7 @@ __all__ = [
 log = logging.getLogger("shimmfa.recorder")
 
 POLL = 0.05
+MIN_FREE_FLOOR = 256 << 10  # whatever min_free_bytes says: room for a header and a footer
 _PACKED = object()  # queue marker: (_PACKED, bytes_in, bytes_out, last_wall, block)
 WRITEV_MAX = 512  # buffers per writev call (the kernel takes up to 1024)
 MAX_FRAME_PAYLOAD = 256 << 10
@@ -178,7 +179,7 @@ class SessionRecorder:
         if self._used >= self._budget:
             return f"recordings use {self._used} bytes of a {self._budget}-byte budget"
         free = shutil.disk_usage(self._dir).free
-        if free < self._min_free:
+        if free < max(self._min_free, MIN_FREE_FLOOR):
             return f"only {free} bytes free on the recording disk"
         full_at = self._full_at
         if full_at is not None:

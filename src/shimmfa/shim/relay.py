@@ -494,6 +494,9 @@ class Relay:
         the gate asks for the next one as the last action of `auth_done`.
         Recursing instead (one level per line) let a paste of a few hundred
         short lines exhaust the stack and fail-safe stop the shim."""
+        self._check_storage(reschedule=False)
+        if STORAGE_LOCK in self._gate.locks:
+            return  # the gate now shows "Storage exhausted"; the code is not spent
         pending: Authenticate | None = request
         while pending is not None:
             started = time.perf_counter()

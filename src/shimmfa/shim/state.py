@@ -189,9 +189,15 @@ class StateStore:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # e.g. the disk is full: nothing was stored
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"state DB {self.path} could not commit: {exc}") from exc
 
     # -- authentication state (core.totp.AuthStateStore) ----------------------
 

@@ -209,6 +209,7 @@ class TamperDetector:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._round_started: float | None = None
+        self._polling = ""
         self._stalled_reported = False
         self._first_round = threading.Event()
         latched = latch_store.latch() if latch_store is not None else None
@@ -302,6 +303,7 @@ class TamperDetector:
             self._stop.wait(self._poll_period)
 
     def _poll_one(self, sensor: TamperSensor) -> None:
+        self._polling = sensor.name
         try:
             event = sensor.poll()
         except Exception as exc:
@@ -341,7 +343,8 @@ class TamperDetector:
         self.report_tamper(
             TamperEvent.SENSOR_FAULT,
             source="watchdog",
-            error=f"a sensor did not answer within {self._sensor_timeout} s",
+            sensor=self._polling,
+            error=f"sensor {self._polling} did not answer within {self._sensor_timeout} s",
         )
 
     def _beat(self, now: float) -> None:
