@@ -185,6 +185,7 @@ EXPORTED = {
         "cef_severity",
         "from_json",
         "make_event",
+        "marked_late",
         "new_event_id",
         "octet_frame",
         "rfc5424",

@@ -581,3 +581,16 @@ def test_any_malformed_json_is_a_value_error_never_another_exception(
             from_json(candidate)
         except ValueError:
             pass
+
+
+def test_an_event_delivered_after_an_outage_is_marked_late_with_id_and_fields_kept() -> None:
+    from shimmfa.core.events import marked_late
+
+    event = make_event(
+        "heartbeat", event_id="hb-1", at=1_000.0, shim_id="shim-1", fields={"seq": 7}
+    )
+    assert marked_late(event, 1_000.0 + 120.0) is event  # on time: unchanged
+    late = marked_late(event, 1_000.0 + 600.0)
+    assert late.event_id == event.event_id and late.at == event.at
+    assert late.fields == {"seq": 7, "late": True, "delivered_after_s": 600.0}
+    assert marked_late(late, 1_000.0 + 900.0) is late  # marked once

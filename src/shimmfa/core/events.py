@@ -25,7 +25,7 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -41,6 +41,7 @@ __all__ = [
     "cef_severity",
     "from_json",
     "make_event",
+    "marked_late",
     "new_event_id",
     "octet_frame",
     "rfc5424",
@@ -214,6 +215,21 @@ def make_event(
         fields=dict(fields or {}),
         security=entry.security,
     )
+
+
+LATE_AFTER = 120.0  # seconds between an event and its delivery that make it "late"
+
+
+def marked_late(event: Event, now: float, after: float = LATE_AFTER) -> Event:
+    """`event` as delivered at `now`: when it waited more than `after`
+    seconds (an outage; DESIGN §7 "delivered later, marked late"), with the
+    fields `late` and `delivered_after_s`. Its ID and content are unchanged,
+    so receivers still deduplicate and heartbeat signatures still verify."""
+    waited = now - event.at
+    if waited <= after or "late" in event.fields:
+        return event
+    fields = {**event.fields, "late": True, "delivered_after_s": round(waited, 3)}
+    return replace(event, fields=fields)
 
 
 def new_event_id(at: float, suffix: bytes) -> str:

@@ -35,7 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from shimmfa.core.events import Event, FieldValue, from_json, make_event, new_event_id, to_json
+from shimmfa.core.events import (
+    Event,
+    FieldValue,
+    from_json,
+    make_event,
+    marked_late,
+    new_event_id,
+    to_json,
+)
 from shimmfa.errors import StateError
 from shimmfa.shim.state import StateStore
 
@@ -352,7 +360,9 @@ class OutboxSender:
     def _attempt(self, entries: list[OutboxEntry]) -> None:
         self.attempts += 1
         try:
-            taken = max(0, min(self._sink.deliver([e.event for e in entries]), len(entries)))
+            now = time.time()
+            events = [marked_late(e.event, now) for e in entries]
+            taken = max(0, min(self._sink.deliver(events), len(entries)))
             error = None if taken == len(entries) else "the receiver did not take every event"
         except Exception as exc:  # a sink bug must not end delivery
             log.exception("SIEM sink failed")
