@@ -28,13 +28,17 @@ Use from a test module in tests/e2e:
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import glob
 import ipaddress
 import json
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -358,3 +362,39 @@ def receivers(tmp_path: Path) -> Iterator[Callable[..., Rsyslog]]:
     finally:
         for receiver in made:
             receiver.stop()
+
+
+class HungReceiver:
+    """A plain TCP listener that accepts connections and never reads from
+    them; a small receive buffer (`rcvbuf`) makes the sender's bytes stay
+    unacknowledged soon. For "a hung SIEM must not slow anything" tests."""
+
+    def __init__(self, rcvbuf: int = 2048) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def unread(self) -> int:
+        """Bytes the sender got into our receive queues, never read."""
+        total = 0
+        for connection in list(self.connections):
+            raw = fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
+            total += struct.unpack("i", raw)[0]
+        return total
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()

@@ -10,12 +10,7 @@ counted by event_id, so a duplicate or a loss shows.
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
-import socket
 import statistics
-import struct
-import termios
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -24,7 +19,7 @@ from typing import Any
 
 import pytest
 import rsyslog_rig
-from rsyslog_rig import Rsyslog
+from rsyslog_rig import HungReceiver, Rsyslog
 
 from shimmfa.core.events import CATALOGUE, Event
 from shimmfa.shim.config import SiemSection
@@ -310,45 +305,9 @@ def test_a_thousand_events_made_during_an_outage_arrive_once_after_a_restart(
 # -- a receiver that hangs ------------------------------------------------------------------
 
 
-class HungReceiver:
-    """A plain TCP listener that accepts and never reads, with a tiny
-    receive buffer so that the sender's bytes stay unacknowledged."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        self.accepted: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.accepted.append(connection)
-
-    def queued(self) -> int:
-        """Bytes waiting unread in the accepted connections."""
-        total = 0
-        for connection in list(self.accepted):
-            raw = fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
-            total += struct.unpack("i", raw)[0]
-        return total
-
-    def close(self) -> None:
-        self.listener.close()
-        for connection in self.accepted:
-            connection.close()
-
-
 @pytest.fixture
 def hung() -> Iterator[HungReceiver]:
-    receiver = HungReceiver()
+    receiver = HungReceiver(rcvbuf=2048)
     yield receiver
     receiver.close()
 
@@ -368,7 +327,7 @@ def test_a_hung_receiver_blocks_neither_add_nor_stop(
     sender = OutboxSender(outbox, sink)
     sender.start()
     # The sender is writing into the receiver, which reads nothing.
-    wait_for(lambda: hung.queued() > 0, "the sender to connect and write")
+    wait_for(lambda: hung.unread() > 0, "the sender to connect and write")
 
     latencies = []
     for n in range(200):

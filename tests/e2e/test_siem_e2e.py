@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
-import fcntl
 import os
 import signal
-import socket
 import sqlite3
-import struct
 import subprocess
-import termios
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +25,7 @@ from typing import Any
 import pytest
 import rsyslog_rig
 import siem_file
-from rsyslog_rig import Rsyslog
+from rsyslog_rig import HungReceiver, Rsyslog
 from siem_file import wait_for
 
 from shimmfa.core.events import CATALOGUE
@@ -200,44 +195,9 @@ def test_a_thousand_events_made_during_an_outage_arrive_once_after_a_shim_restar
 # -- a receiver that never reads ---------------------------------------------------------
 
 
-class HungReceiver:
-    """A TCP listener that accepts connections and never reads from them;
-    a small receive buffer makes the sender's writes stall soon."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(4)
-        self.port = self.listener.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections.append(connection)
-
-    def unread(self) -> int:
-        """Bytes the sender got into our receive queues, never read."""
-        total = 0
-        for connection in list(self.connections):
-            raw = fcntl.ioctl(connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
-            total += struct.unpack("i", raw)[0]
-        return total
-
-    def close(self) -> None:
-        self.listener.close()
-        for connection in self.connections:
-            connection.close()
-
-
 @pytest.fixture
 def hung() -> Iterator[HungReceiver]:
-    receiver = HungReceiver()
+    receiver = HungReceiver(rcvbuf=4096)
     yield receiver
     receiver.close()
 
