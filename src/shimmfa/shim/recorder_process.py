@@ -257,18 +257,16 @@ class RecorderProcess:
 
     def close(self) -> None:
         """End any open session (`shutdown`) and stop the child."""
-        child, self._child = self._child, None
+        child = self._child
         if child is None:
             return
         self._closing = True
         if not self._failed:
             try:
-                self._child = child
                 self._call(b"C", {})
             except RecordingError:
                 pass
-            finally:
-                self._child = None
+        self._child = None
         try:
             if child.stdin is not None:
                 child.stdin.close()
