@@ -96,6 +96,45 @@ def test_chunks_from_the_relay_come_back_in_order_and_byte_exact(
     assert events == []
 
 
+def test_batched_chunks_keep_their_order_counts_and_bytes(
+    tmp_path: Path, problems: Problems
+) -> None:
+    """As in the daemon: chunks wait in a batch until FLUSH_BYTES or the
+    flush timer; a chunk bigger than a frame lands in the middle of one."""
+    timers: list[Callable[[], None]] = []
+    recorder = RecorderProcess(
+        tmp_path,
+        "shim-proc",
+        options=OPTIONS,
+        max_bytes=1 << 40,
+        on_problem=problems,
+        call_later=lambda delay, callback: timers.append(callback),
+    )
+    try:
+        session = recorder.start_session("alice@example.org")
+        sent = {"in": b"", "out": b""}
+        for index in range(3000):
+            direction = "in" if index % 5 == 0 else "out"
+            chunk = os.urandom(1 + (index * 37) % 4096)
+            if index == 1500:
+                chunk = os.urandom(700 << 10)
+            recorder.record(direction, chunk)
+            sent[direction] += chunk
+            if index % 400 == 0:
+                while timers:
+                    timers.pop()()
+        meta = recorder.end_session(session, "technician_hangup")
+    finally:
+        recorder.close()
+    assert (meta.bytes_inbound, meta.bytes_outbound) == (len(sent["in"]), len(sent["out"]))
+    assert meta.path is not None
+    recording = open_recording(meta.path, identity(tmp_path))
+    assert recording.verdict.status is Status.VALID
+    for direction in ("in", "out"):
+        assert b"".join(raw_bytes(recording, direction)) == sent[direction]
+    assert problems == []
+
+
 def test_meta_events_are_recorded_in_their_place(
     make: Callable[..., RecorderProcess], tmp_path: Path
 ) -> None:

@@ -9,13 +9,17 @@ chunk is one `writev` to a pipe.
 Rules:
 - Parent -> child: one message per call on the child's stdin, each with the
   recording's own entry header `code (1 byte) | monotonic (f64) | wall (f64)
-  | length (u32)`. Traffic (`i`/`o`) is stamped when the chunk was relayed
-  and is already a recording entry: the child copies it into the next
-  frame's plaintext as it is and never unpacks it. Control messages carry
-  canonical JSON: `I` init, `S` start, `M` meta event, `E` end, `Q` storage
-  query, `C` close.
-- The child is single-threaded: it seals a frame when 256 KiB of entries
-  have come or 50 ms have passed, and checkpoints every fsync interval.
+  | length (u32)`. Traffic goes in batches (`T`): the relay packs each chunk
+  as a recording entry, stamped when it was relayed, behind the others, and
+  sends them as one message per FLUSH_BYTES or FLUSH_DELAY, prefixed by the
+  batch's byte counts per direction; the header's wall time is the last
+  entry's. The child copies a batch into the next frame's plaintext as it is
+  and never looks at the entries: its cost is per batch, not per chunk (a
+  relay's chunks can be a few hundred bytes). A batch holds whole entries and
+  never more than a frame's payload. Control messages carry canonical JSON:
+  `I` init, `S` start, `M` meta event, `E` end, `Q` storage query, `C` close.
+- The child is single-threaded: it seals a frame when the next batch would
+  not fit in it or 50 ms have passed, and checkpoints every fsync interval.
 - Child -> parent on its stdout: `R` replies to S/E/Q/C (in order) and `P`
   problems (`size_limit`, `recording_failed`) at any time; a reader thread in
   the parent routes them.
@@ -36,6 +40,7 @@ import os
 import queue
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -61,6 +66,8 @@ REPLY_TIMEOUT = 30.0
 FLUSH_BYTES = 64 << 10
 FLUSH_DELAY = 0.02
 DAEMON_LOST = "daemon_lost"
+BATCH_COUNTS = struct.Struct(">QQ")  # a batch's traffic bytes in, out
+MAX_ENTRY_PAYLOAD = MAX_FRAME_PAYLOAD - ENTRY.size
 _ERRORS: dict[str, type[RecordingError]] = {
     "StorageExhaustedError": StorageExhaustedError,
     "SessionStateError": SessionStateError,
@@ -84,6 +91,8 @@ class RecorderProcess:
         self._args = {"storage_root": str(storage_root), "shim_id": shim_id, **options}
         self._call_later = call_later
         self._pending = bytearray()
+        self._pending_in = self._pending_out = 0
+        self._pending_wall = 0.0
         self._flush_armed = False
         self._max_bytes = max_bytes
         self._on_problem = on_problem
@@ -197,22 +206,24 @@ class RecorderProcess:
 
     def record(self, direction: str, data: bytes) -> None:
         """The relay's path: pack the chunk as a recording entry behind the
-        others; they go to the child in one write per FLUSH_BYTES or
-        FLUSH_DELAY (or before any other message), not one per chunk."""
+        others; they go to the child as one batch per FLUSH_BYTES or
+        FLUSH_DELAY (or before any other message), not one write per chunk."""
         if self._session is None or self._failed:
             return
         code = b"i" if direction == "in" else b"o"
         monotonic, wall = time.monotonic() - self._mono0, time.time()
-        pending = self._pending
-        if len(data) <= MAX_FRAME_PAYLOAD:
-            pending += ENTRY.pack(code, monotonic, wall, len(data))
-            pending += data
-        else:  # no entry may outgrow a frame: cut it
-            for start in range(0, len(data), MAX_FRAME_PAYLOAD):
-                piece = data[start : start + MAX_FRAME_PAYLOAD]
-                pending += ENTRY.pack(code, monotonic, wall, len(piece))
-                pending += piece
-        if len(pending) >= FLUSH_BYTES or self._call_later is None:
+        pieces = (data,) if len(data) <= MAX_ENTRY_PAYLOAD else _cut(data)
+        for piece in pieces:  # no entry outgrows a frame
+            if len(self._pending) + ENTRY.size + len(piece) > MAX_FRAME_PAYLOAD:
+                self._flush()
+            self._pending += ENTRY.pack(code, monotonic, wall, len(piece))
+            self._pending += piece
+        if code == b"i":
+            self._pending_in += len(data)
+        else:
+            self._pending_out += len(data)
+        self._pending_wall = wall
+        if len(self._pending) >= FLUSH_BYTES or self._call_later is None:
             self._flush()
         elif not self._flush_armed:
             self._flush_armed = True
@@ -227,14 +238,17 @@ class RecorderProcess:
         self._flush()
 
     def _flush(self) -> None:
-        """Send the packed entries to the child."""
+        """Send the packed entries to the child as one batch."""
         if not self._pending:
             return
         data, self._pending = self._pending, bytearray()
+        counts = BATCH_COUNTS.pack(self._pending_in, self._pending_out)
+        self._pending_in = self._pending_out = 0
         if self._failed:
             return
+        header = ENTRY.pack(b"T", 0.0, self._pending_wall, len(counts) + len(data))
         try:
-            self._send([data])
+            self._send([header, counts, data])
         except OSError:
             self._broken()
 
@@ -275,6 +289,10 @@ class RecorderProcess:
             child.kill()
             child.wait()
         self._session = None
+
+
+def _cut(data: bytes) -> list[bytes]:
+    return [data[i : i + MAX_ENTRY_PAYLOAD] for i in range(0, len(data), MAX_ENTRY_PAYLOAD)]
 
 
 def _control(kind: bytes, body: dict[str, Any]) -> list[bytes]:
@@ -356,27 +374,30 @@ def _make_recorder(args: dict[str, Any], problem: Callable[[str], None]) -> Sess
 
 
 class _Block:
-    """Entries, as the parent packed them, waiting to become one frame: a
-    buffer allocated once, so that a steady stream costs no allocations."""
+    """Batches of entries, as the parent packed them, waiting to become one
+    frame: a buffer allocated once, so that a steady stream costs no
+    allocations."""
 
     def __init__(self) -> None:
-        self.data = bytearray(MAX_FRAME_PAYLOAD + READ_BUFFER)
+        self.data = bytearray(MAX_FRAME_PAYLOAD)
         self.length = 0
         self.bytes_in = self.bytes_out = 0
         self.last_wall = 0.0
         self.started = 0.0
 
-    def add(self, code: bytes, wall: float, entry: memoryview) -> None:
+    def add(self, entries: memoryview, bytes_in: int, bytes_out: int, wall: float) -> None:
+        """Append one batch; the caller flushed first if it would not fit."""
         if not self.length:
             self.started = time.monotonic()
-        end = self.length + len(entry)
-        self.data[self.length : end] = entry
+        end = self.length + len(entries)
+        self.data[self.length : end] = entries
         self.length = end
-        if code == b"i":
-            self.bytes_in += len(entry) - ENTRY.size
-        else:
-            self.bytes_out += len(entry) - ENTRY.size
+        self.bytes_in += bytes_in
+        self.bytes_out += bytes_out
         self.last_wall = wall
+
+    def room(self) -> int:
+        return MAX_FRAME_PAYLOAD - self.length
 
     def flush(self, recorder: SessionRecorder | None) -> None:
         """Seal what is here into a frame now (the buffer is reused after)."""
@@ -390,9 +411,22 @@ class _Block:
         self.bytes_in = self.bytes_out = 0
 
 
-READ_BUFFER = 4 << 20
+READ_BUFFER = 4 << 20  # holds any whole message: a batch is at most a frame
 BATCH_BYTES = 256 << 10
 BATCH_PAUSE = 0.005
+
+
+def _take_batch(server: _Server, block: _Block, wall: float, body: memoryview) -> None:
+    """A `T` message: byte counts, then whole entries for the open session."""
+    if len(body) < BATCH_COUNTS.size or len(body) - BATCH_COUNTS.size > MAX_FRAME_PAYLOAD:
+        raise RecordingError(f"a traffic batch of {len(body)} bytes is malformed")
+    if server.session is None:
+        return
+    bytes_in, bytes_out = BATCH_COUNTS.unpack_from(body)
+    entries = body[BATCH_COUNTS.size :]
+    if len(entries) > block.room():
+        block.flush(server.recorder)
+    block.add(entries, bytes_in, bytes_out, wall)
 
 
 def serve(stdin: int = 0) -> None:
@@ -418,12 +452,11 @@ def serve(stdin: int = 0) -> None:
                 code, _, wall, length = ENTRY.unpack_from(buffer, offset)
                 end = offset + ENTRY.size + length
                 if end > filled:
+                    if end - offset > READ_BUFFER:
+                        raise RecordingError(f"a message of {length} bytes is too long")
                     break
-                if code in (b"i", b"o"):
-                    if server.session is not None:
-                        block.add(code, wall, view[offset:end])
-                        if block.length >= MAX_FRAME_PAYLOAD:
-                            block.flush(server.recorder)
+                if code == b"T":
+                    _take_batch(server, block, wall, view[offset + ENTRY.size : end])
                 else:
                     block.flush(server.recorder)
                     if not server.handle(code, bytes(view[offset + ENTRY.size : end])):
