@@ -20,7 +20,6 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shimmfa.core.recording import Header, RecordingEncoder
 from shimmfa.shim.recorder import Direction, SessionRecorder
+from waiting import wait_for
 
 SHIMMFA = Path(sys.executable).with_name("shimmfa")
 TRAFFIC = [
@@ -71,14 +71,6 @@ def write_config(directory: Path, root: Path) -> Path:
         encoding="utf-8",
     )
     return config
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 @dataclass(frozen=True)

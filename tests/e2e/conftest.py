@@ -34,6 +34,8 @@ import pyotp
 import pytest
 import yaml
 
+from waiting import wait_for
+
 POLL = 0.01
 DEFAULT_TIMEOUT = 10.0
 HARNESS_BANNER = b"Shim MFA gate. Authenticate as: <technician_id> <totp_code>\r\n> "
@@ -49,15 +51,6 @@ TECHNICIANS = {
     "alice@example.org": (base64.b32encode(b"e2e-alice-secret-160").decode(), 10),
     "bob@example.org": (base64.b32encode(b"e2e-bob-secret-160b!").decode(), 10),
 }
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
-    """Poll `predicate` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL)
 
 
 def _tail(data: bytes | bytearray, size: int = 300) -> str:
@@ -249,7 +242,7 @@ class Daemon:
         return self.log.read_text(encoding="utf-8", errors="replace")
 
     def wait_log(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> None:
-        wait_for(lambda: text in self.log_text(), timeout, f"{text!r} in the daemon log")
+        wait_for(lambda: text in self.log_text(), f"{text!r} in the daemon log", timeout)
 
     @property
     def alive(self) -> bool:

@@ -18,15 +18,6 @@ from typing import Any
 POLL = 0.01
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(POLL)
-
-
 def read_events(path: Path) -> list[dict[str, Any]]:
     """Every complete event line in `path` (none while it does not exist)."""
     try:

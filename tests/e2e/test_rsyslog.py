@@ -25,6 +25,7 @@ from shimmfa.core.events import CATALOGUE, Event
 from shimmfa.shim.config import SiemSection
 from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
 from shimmfa.shim.sinks import SyslogSink, build_sink
+from waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]
 if rsyslog_rig.unavailable_reason():
@@ -112,13 +113,6 @@ def by_event_id(
 
 def sd_id(message: dict[str, Any]) -> str:
     return str(message["sd"].get("shimmfa@32473", {}).get("event_id"))
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.01)
 
 
 def check_rfc5424(message: dict[str, Any], event: Event) -> None:

@@ -26,9 +26,9 @@ import pytest
 import rsyslog_rig
 import siem_file
 from rsyslog_rig import HungReceiver, Rsyslog
-from siem_file import wait_for
 
 from shimmfa.core.events import CATALOGUE
+from waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]
 
@@ -147,7 +147,7 @@ def test_a_thousand_events_made_during_an_outage_arrive_once_after_a_shim_restar
     receiver = rsyslog()
     rig = make_shim(gate={"echo": False}, siem=syslog_settings(receiver))
     receiver.wait_received(lambda m: bool(of_kind(m, "config_loaded")))
-    wait_for(lambda: outbox_rows(rig) == 0, 10, "the outbox to empty")
+    wait_for(lambda: outbox_rows(rig) == 0, "the outbox to empty", timeout=10)
 
     receiver.stop()
     # 1,000 failed logins pasted at once (short lines, hundreds per read:
@@ -160,7 +160,7 @@ def test_a_thousand_events_made_during_an_outage_arrive_once_after_a_shim_restar
         rig.tech.pump(0.05)
         return rig.tech.buffer.count(FAILURE) >= len(names)
 
-    wait_for(answered, 60, "1,000 refusals")
+    wait_for(answered, "1,000 refusals", timeout=60)
     assert outbox_rows(rig) >= len(names)  # held, not delivered
     code, _ = rig.daemon.signal_and_wait(signal.SIGTERM)
     assert code == 0
@@ -174,7 +174,7 @@ def test_a_thousand_events_made_during_an_outage_arrive_once_after_a_shim_restar
         )
 
     receiver.wait_received(all_there, timeout=60)
-    wait_for(lambda: outbox_rows(rig) == 0, 30, "the outbox to empty")
+    wait_for(lambda: outbox_rows(rig) == 0, "the outbox to empty", timeout=30)
     messages = receiver.received()
     counts = Counter(sd_of(m)["event_id"] for m in messages)
     twice = [event_id for event_id, n in counts.items() if n > 1]
@@ -208,7 +208,7 @@ def test_a_hung_receiver_slows_neither_logins_nor_the_relay(make_shim, hung):
         tamper={"heartbeat_period": 0.02},  # a steady stream of events into the stuck sender
         siem={"transport": "syslog", "endpoint": f"tcp://127.0.0.1:{hung.port}"},
     )
-    wait_for(lambda: hung.unread() > 2000, 10, "the sender to be stuck writing")
+    wait_for(lambda: hung.unread() > 2000, "the sender to be stuck writing", timeout=10)
     stuck_with = hung.unread()
 
     for technician in ("alice@example.org", "bob@example.org"):

@@ -9,7 +9,6 @@ import http.server
 import json
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,9 @@ from shimmfa.core.events import from_json
 from shimmfa.shim.config import SiemSection
 from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
 from shimmfa.shim.sinks import build_sink
+from waiting import wait_for
 
 SHIM = "shim-https"
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.01)
 
 
 class Collector(http.server.ThreadingHTTPServer):

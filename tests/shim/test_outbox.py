@@ -29,16 +29,9 @@ from shimmfa.shim.recorder import SessionRecorder
 from shimmfa.shim.recorder_events import OutboxSiem
 from shimmfa.shim.sinks import FileSink, NoopSink
 from shimmfa.shim.state import _SCHEMA, StateStore
+from waiting import wait_for
 
 SHIM = "shim-test"
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.002)
 
 
 def heartbeat(seq: int = 0) -> Event:

@@ -38,16 +38,9 @@ from shimmfa.shim.recorder import (
     StorageExhaustedError,
 )
 from shimmfa.shim.recordings import jsonl_lines, open_recording, unwrap_dek
+from waiting import wait_for
 
 SHIM = "shim-empump-001"
-
-
-def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture

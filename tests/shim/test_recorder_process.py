@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,16 +17,9 @@ from shimmfa.errors import RecordingError, SessionStateError
 from shimmfa.shim.recorder import StorageExhaustedError
 from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.recordings import open_recording, raw_bytes, verify_file
+from waiting import wait_for
 
 OPTIONS = {"recipients": [], "fsync_interval": 0.05, "budget_bytes": 1 << 30, "min_free_bytes": 0}
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 class Problems(list[str]):

@@ -5,8 +5,6 @@ durable latch."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +19,7 @@ from shimmfa.shim.tamper import (
     TamperDetector,
     TamperEvent,
 )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.005)
+from waiting import wait_for
 
 
 class TriggerableSensor:
