@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shimmfa.core.recording import ENTRY
 from shimmfa.core.recording_reader import Status
 from shimmfa.errors import RecordingError, SessionStateError
 from shimmfa.shim.recorder import StorageExhaustedError
@@ -164,6 +165,33 @@ def test_a_killed_daemon_leaves_a_recording_closed_as_daemon_lost(
     assert recording.verdict.footer is not None
     assert recording.verdict.footer["terminal_reason"] == "daemon_lost"
     assert b"".join(raw_bytes(recording, "out")) == b"the last words of the device"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        ENTRY.pack(b"T", 0.0, 0.0, 3) + b"abc",  # shorter than its byte counts
+        ENTRY.pack(b"T", 0.0, 0.0, (4 << 20) + 1),  # longer than any message can be
+    ],
+    ids=["truncated-batch", "oversized-message"],
+)
+def test_a_garbled_message_closes_the_recording_as_failed(
+    make: Callable[..., RecorderProcess], problems: Problems, tmp_path: Path, message: bytes
+) -> None:
+    """A bug in what the relay sends is not recorded as traffic: what came
+    before it is kept, the file says the recording failed, the relay hears so."""
+    recorder = make()
+    session = recorder.start_session("dave@example.org")
+    recorder.record("in", b"status\r")
+    recorder._flush()
+    recorder._send([message])
+    wait_for(lambda: "recording_failed" in problems, "the relay to hear of the failure")
+    path = next((tmp_path / "sessions").glob(f"{session}*.shrec"))
+    recording = open_recording(path, identity(tmp_path))
+    assert recording.verdict.status is Status.VALID
+    assert recording.verdict.footer is not None
+    assert recording.verdict.footer["terminal_reason"] == "recording_failed"
+    assert b"".join(raw_bytes(recording, "in")) == b"status\r"
 
 
 def test_a_dead_recorder_is_reported_and_replaced_for_the_next_session(

@@ -218,11 +218,11 @@ class RecorderProcess:
                 self._flush()
             self._pending += ENTRY.pack(code, monotonic, wall, len(piece))
             self._pending += piece
-        if code == b"i":
-            self._pending_in += len(data)
-        else:
-            self._pending_out += len(data)
-        self._pending_wall = wall
+            if code == b"i":
+                self._pending_in += len(piece)
+            else:
+                self._pending_out += len(piece)
+            self._pending_wall = wall
         if len(self._pending) >= FLUSH_BYTES or self._call_later is None:
             self._flush()
         elif not self._flush_armed:
@@ -429,6 +429,15 @@ def _take_batch(server: _Server, block: _Block, wall: float, body: memoryview) -
     block.add(entries, bytes_in, bytes_out, wall)
 
 
+def _protocol_error(server: _Server, block: _Block, problem: str) -> None:
+    """The parent sent what it never sends: a bug, not data. Close the
+    recording honestly (footer `recording_failed`) and stop; the parent sees
+    the end of the replies and reports `recording_failed`."""
+    log.critical("the recorder process stops: %s", problem)
+    block.flush(server.recorder)
+    server.finish("recording_failed")
+
+
 def serve(stdin: int = 0) -> None:
     """The child: read messages until `C` or the end of the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -452,11 +461,16 @@ def serve(stdin: int = 0) -> None:
                 code, _, wall, length = ENTRY.unpack_from(buffer, offset)
                 end = offset + ENTRY.size + length
                 if end > filled:
-                    if end - offset > READ_BUFFER:
-                        raise RecordingError(f"a message of {length} bytes is too long")
-                    break
+                    if end - offset <= READ_BUFFER:
+                        break
+                    _protocol_error(server, block, f"a message of {length} bytes is too long")
+                    return
                 if code == b"T":
-                    _take_batch(server, block, wall, view[offset + ENTRY.size : end])
+                    try:
+                        _take_batch(server, block, wall, view[offset + ENTRY.size : end])
+                    except RecordingError as exc:
+                        _protocol_error(server, block, str(exc))
+                        return
                 else:
                     block.flush(server.recorder)
                     if not server.handle(code, bytes(view[offset + ENTRY.size : end])):
