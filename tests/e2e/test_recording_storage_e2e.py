@@ -31,6 +31,7 @@ from recording_tools import (
 
 from shimmfa.core.recording_reader import verify as read_verdict
 from shimmfa.shim.recordings import unwrap_dek
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -168,10 +169,7 @@ def test_a_full_disk_ends_the_session_and_refuses_new_ones(
         entries = decrypt_entries(session.path.read_bytes(), dek, sealed_only=True)
         return (traffic(entries, "in"), traffic(entries, "out")) == early
 
-    deadline = time.monotonic() + 10
-    while not checkpointed():
-        assert time.monotonic() < deadline, "the early bytes never reached a checkpoint"
-        time.sleep(0.05)  # poll interval of a condition with a deadline
+    wait_for(checkpointed, "the early bytes to reach a checkpoint", timeout=10)
 
     assert fill(small_disk) > 0
     rng = random.Random(7)
