@@ -88,6 +88,8 @@ storage:
   root: "{root}"
 session:
   idle_timeout: 86400
+recording:
+  max_bytes: {max_bytes}
 technicians:
   - technician_id: "{technician}"
     totp_secret: "{secret}"
@@ -128,6 +130,13 @@ class HungReceiver:
         self.listener.close()
         for connection in self.accepted:
             connection.close()
+
+
+def session_bytes(plan: Plan) -> int:
+    """A size limit the bench's one session never reaches: every round's
+    bulk both ways, pings and the auth probes, twice over. The default
+    (1 GiB) would end it with `size_limit` from the eighth round on."""
+    return 2 * (2 * plan.rounds * plan.nbytes + (64 << 20))
 
 
 def _shim_extra_config(plan: Plan) -> str:
@@ -253,16 +262,16 @@ def _read_json(process: subprocess.Popen[bytes], timeout: float) -> dict[str, An
     return parsed
 
 
-def _drain(*fds: int) -> int:
-    """Read and drop whatever is buffered on `fds`; the number of bytes."""
-    dropped = 0
+def _drain(*fds: int) -> bytes:
+    """Read and drop whatever is buffered on `fds`; what that was."""
+    dropped = b""
     for fd in fds:
         os.set_blocking(fd, False)
     for _ in range(3):
         ready, _, _ = select.select(list(fds), [], [], 0.05)
         for fd in ready:
             with contextlib.suppress(BlockingIOError):
-                dropped += len(os.read(fd, 1 << 16))
+                dropped += os.read(fd, 1 << 16)
     return dropped
 
 
@@ -362,7 +371,12 @@ def start_shim(
     config = where / "shim.yaml"
     config.write_text(
         SHIM_CONFIG.format(
-            tech=tech, dev=dev, root=where / "storage", technician=TECHNICIAN, secret=secret
+            tech=tech,
+            dev=dev,
+            root=where / "storage",
+            technician=TECHNICIAN,
+            secret=secret,
+            max_bytes=session_bytes(plan),
         )
         + _shim_extra_config(plan)
     )
@@ -464,7 +478,7 @@ def measure_bulk(ws: Workspace, src: int, dst: int, plan: Plan, crc: bool) -> fl
     if got["received"] != plan.nbytes or sent["sent"] != plan.nbytes or extra:
         raise BenchError(
             f"byte count mismatch: sent {sent['sent']}, received {got['received']}, "
-            f"{extra} more bytes after the transfer"
+            f"{len(extra)} more bytes after the transfer: {extra[:120]!r}"
         )
     if crc and got["crc"] != expected_crc(plan.nbytes):
         raise BenchError("CRC-32 of the received data does not match what was sent")
