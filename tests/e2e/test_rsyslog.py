@@ -22,8 +22,8 @@ import rsyslog_rig
 from rsyslog_rig import HungReceiver, Rsyslog
 
 from shimmfa.core.events import CATALOGUE, Event
-from shimmfa.shim.config import SiemSection
 from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
+from shimmfa.shim.settings import SiemSection
 from shimmfa.shim.sinks import SyslogSink, build_sink
 from waiting import wait_for
 

@@ -18,8 +18,8 @@ import rsyslog_rig
 from rsyslog_rig import Pki
 
 from shimmfa.core.events import from_json
-from shimmfa.shim.config import SiemSection
 from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
+from shimmfa.shim.settings import SiemSection
 from shimmfa.shim.sinks import build_sink
 from waiting import wait_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shimmfa.errors import ConfigError
-from shimmfa.shim.config import SiemSection
+from shimmfa.shim.settings import SiemSection
 from shimmfa.shim.sinks import FileSink, HttpsSink, NoopSink, SyslogSink, build_sink
 
 FAKE_KEY_PEM = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n"  # never echoed

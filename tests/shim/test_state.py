@@ -18,7 +18,8 @@ import pytest
 from shimmfa.core.totp import AuthResult, AuthState, TechnicianRecord, TotpGate
 from shimmfa.errors import StateError, TechnicianError
 from shimmfa.shim import technicians
-from shimmfa.shim.config import Settings, parse_settings
+from shimmfa.shim.config import parse_settings
+from shimmfa.shim.settings import Settings
 from shimmfa.shim.state import StateStore, TechnicianDirectory
 
 SECRET = "HXDMVJECJJWSRB3HWIZR4IFUGFTMXBOZ"  # noqa: S105 - test secret

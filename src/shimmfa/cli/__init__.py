@@ -3,9 +3,9 @@
 One module per command group (`technicians`, `keys` with `integrity`,
 `recordings`, `tamper`); the root commands and `config` are here, and `base`
 holds what they share. Every command imports what it needs lazily, so
-`shimmfa --help` is quick and the groups never import each other. Errors are one line on stderr and a
-non-zero exit code (the error's `exit_code`), never a traceback, unless
-`--debug` is given.
+`shimmfa --help` is quick and the groups never import each other. Errors are
+one line on stderr and a non-zero exit code (the error's `exit_code`), never
+a traceback, unless `--debug` is given.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def config_check(config: Annotated[Path, typer.Argument(help="The YAML file to c
 @config_app.command("reference")
 def config_reference() -> None:
     """Print every configuration key with its type, default and meaning."""
-    from shimmfa.shim.config import reference_table
+    from shimmfa.shim.settings import reference_table
 
     typer.echo(reference_table())
 

@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from shimmfa.shim.config import Settings
+    from shimmfa.shim.settings import Settings
     from shimmfa.shim.state import StateStore
 
 ConfigOption = Annotated[

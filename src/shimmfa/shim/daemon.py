@@ -27,7 +27,7 @@ from shimmfa.core.totp import TotpGate
 from shimmfa.errors import ConfigError
 from shimmfa.shim import notify
 from shimmfa.shim.alerts import Alerts, AuditedAuthenticator, RecordedSessions
-from shimmfa.shim.config import Settings, load_config
+from shimmfa.shim.config import load_config
 from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.keys import ShimKeys, init_keys
 from shimmfa.shim.outbox import Outbox, OutboxSender
@@ -37,6 +37,7 @@ from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.relay import Relay
 from shimmfa.shim.sensors import build_sensors, wire_detector
 from shimmfa.shim.serialport import Endpoint, open_endpoint
+from shimmfa.shim.settings import Settings
 from shimmfa.shim.sinks import build_sink
 from shimmfa.shim.state import StateStore, TechnicianDirectory
 

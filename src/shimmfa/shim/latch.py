@@ -13,9 +13,9 @@ import time
 
 from shimmfa.errors import TechnicianError
 from shimmfa.shim.alerts import Alerts, AuditedAuthenticator
-from shimmfa.shim.config import Settings
 from shimmfa.shim.daemon import build_gate
 from shimmfa.shim.outbox import Outbox
+from shimmfa.shim.settings import Settings
 from shimmfa.shim.state import StateStore, TechnicianDirectory
 
 

@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from shimmfa.shim.alerts import Alerts
-from shimmfa.shim.config import (
+from shimmfa.shim.heartbeats import HeartbeatSource
+from shimmfa.shim.integrity import BootIntegritySensor
+from shimmfa.shim.keys import ShimKeys
+from shimmfa.shim.recorder_process import RecorderProcess
+from shimmfa.shim.relay import Relay
+from shimmfa.shim.settings import (
     BootIntegritySensorEntry,
     FileSensorEntry,
     GpioSensorEntry,
     ModemSensorEntry,
     Settings,
 )
-from shimmfa.shim.heartbeats import HeartbeatSource
-from shimmfa.shim.integrity import BootIntegritySensor
-from shimmfa.shim.keys import ShimKeys
-from shimmfa.shim.recorder_process import RecorderProcess
-from shimmfa.shim.relay import Relay
 from shimmfa.shim.state import StateStore
 from shimmfa.shim.tamper import (
     FileSensor,

@@ -27,7 +27,7 @@ from shimmfa.errors import SerialPortError
 if TYPE_CHECKING:
     import serial
 
-    from shimmfa.shim.config import SerialSection
+    from shimmfa.shim.settings import SerialSection
 
 _PTY_MAJORS = range(136, 144)
 

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 from shimmfa import __version__
 from shimmfa.core.events import Event, cef, octet_frame, rfc5424, to_json
 from shimmfa.errors import ConfigError
-from shimmfa.shim.config import SiemSection
 from shimmfa.shim.outbox import EventSink
+from shimmfa.shim.settings import SiemSection
 
 __all__ = ["FileSink", "HttpsSink", "NoopSink", "SyslogSink", "build_sink"]
 

@@ -20,7 +20,7 @@ from shimmfa.core.totp import (
     provisioning_uri,
 )
 from shimmfa.errors import TechnicianError
-from shimmfa.shim.config import Settings, check_identifier
+from shimmfa.shim.settings import Settings, check_identifier
 from shimmfa.shim.state import StateStore, TechnicianDirectory
 
 
