@@ -23,16 +23,12 @@ from hypothesis import strategies as st
 from shimmfa.core.events import (
     CATALOGUE,
     Event,
-    cef,
-    cef_message,
-    cef_severity,
     from_json,
     make_event,
     new_event_id,
-    octet_frame,
-    rfc5424,
     to_json,
 )
+from shimmfa.core.syslog import cef, cef_message, cef_severity, octet_frame, rfc5424
 
 AT = 1_700_000_000.123456  # 2023-11-14T22:13:20.123456Z
 ID = "018bcfe569f430313233343536373839"

@@ -1,4 +1,5 @@
-"""The event catalogue and its wire formats (JSON, RFC 5424, CEF).
+"""The event catalogue, events and their JSON form (`syslog` renders them
+for the wire).
 
 Rules:
 - One catalogue, `CATALOGUE`: every kind the shim reports, with its syslog
@@ -7,16 +8,9 @@ Rules:
   the fields it must carry. `make_event` is the way to build an event.
 - Pure: the event ID and the time are arguments (`new_event_id(at, suffix)`),
   nothing here reads a clock or a random source or does I/O.
-- An `Event` is validated when it is made; renderers never raise for a valid
-  event, whatever its field values hold (quotes, brackets, backslashes,
-  newlines, NUL, lone surrogates, any script).
-- RFC 5424: facility 13 (log audit), one SD element `shimmfa@32473` carrying
-  event_id, kind, shim_id and the fields (`None` fields are left out), values
-  escaped as §6.3.3 says; header fields are reduced to printable US-ASCII and
-  cut to the RFC's lengths, `-` when empty. MSG is short printable ASCII.
-- CEF (ArcSight CEF 0) travels as the MSG of an RFC 5424 line with NILVALUE
-  structured data; our fields are extension keys `shimmfa_<name>`.
-- Framing for TCP is RFC 6587 octet counting (`octet_frame`).
+- An `Event` is validated when it is made, so that the renderers (here and
+  in `syslog`) never raise for one, whatever its field values hold (quotes,
+  brackets, backslashes, newlines, NUL, lone surrogates, any script).
 """
 
 from __future__ import annotations
@@ -31,27 +25,20 @@ from typing import Any
 
 __all__ = [
     "CATALOGUE",
-    "FACILITY_AUDIT",
-    "SD_ID",
     "Event",
     "EventKind",
     "FieldValue",
-    "cef",
-    "cef_message",
-    "cef_severity",
+    "clean_text",
     "from_json",
     "make_event",
     "marked_late",
+    "iso_time",
     "new_event_id",
-    "octet_frame",
-    "rfc5424",
     "to_json",
 ]
 
 FieldValue = str | int | float | bool | None
 
-FACILITY_AUDIT = 13
-SD_ID = "shimmfa@32473"
 MAX_TEXT = 2048  # characters of one string field value; longer ones are cut
 _ELLIPSIS = "…"
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -121,7 +108,7 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
 )
 
 
-def _unicode(text: str) -> str:
+def clean_text(text: str) -> str:
     """`text` with lone surrogates (not UTF-8, not storable) as `\\udcxx`."""
     try:
         text.encode("utf-8")
@@ -138,7 +125,7 @@ def _check_value(name: str, value: object) -> FieldValue:
             raise ValueError(f"field {name!r}: {value!r} is not a finite number")
         return value
     if isinstance(value, str):
-        value = _unicode(value)
+        value = clean_text(value)
         return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + _ELLIPSIS
     raise ValueError(f"field {name!r}: a {type(value).__name__} is not a str/int/float/bool/None")
 
@@ -163,7 +150,7 @@ class Event:
             raise ValueError("event_id must be 1-128 printable ASCII characters")
         if not isinstance(self.shim_id, str):
             raise ValueError("shim_id must be a string")
-        object.__setattr__(self, "shim_id", _unicode(self.shim_id))
+        object.__setattr__(self, "shim_id", clean_text(self.shim_id))
         if isinstance(self.at, bool) or not isinstance(self.at, int | float):
             raise ValueError(f"event time {self.at!r} is not a number")
         try:
@@ -244,7 +231,7 @@ def new_event_id(at: float, suffix: bytes) -> str:
 # -- JSON ---------------------------------------------------------------------------------
 
 
-def _iso(at: float) -> str | None:
+def iso_time(at: float) -> str | None:
     try:
         moment = dt.datetime.fromtimestamp(at, dt.UTC)
     except (OverflowError, OSError, ValueError):
@@ -263,7 +250,7 @@ def to_json(event: Event) -> dict[str, Any]:
         "event_id": event.event_id,
         "kind": event.kind,
         "at": event.at,
-        "time": _iso(event.at),
+        "time": iso_time(event.at),
         "shim_id": event.shim_id,
         "severity": event.severity,
         "security": event.security,
@@ -290,136 +277,3 @@ def from_json(data: object) -> Event:
         )
     except KeyError as exc:
         raise ValueError(f"event lacks {exc.args[0]!r}") from None
-
-
-# -- RFC 5424 -----------------------------------------------------------------------------
-
-
-def _text(value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def _header(text: str, limit: int) -> str:
-    cleaned = "".join(ch if "!" <= ch <= "~" else "_" for ch in text)[:limit]
-    return cleaned or "-"
-
-
-def _sd_value(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
-
-
-def _structured_data(event: Event) -> bytes:
-    params = {"event_id": event.event_id, "kind": event.kind, "shim_id": event.shim_id}
-    params.update({k: _text(v) for k, v in event.fields.items() if v is not None})
-    body = "".join(f' {name}="{_sd_value(value)}"' for name, value in params.items())
-    return f"[{SD_ID}{body}]".encode()
-
-
-def _printable(text: str) -> str:
-    out = []
-    for ch in text:
-        if " " <= ch <= "~":
-            out.append(ch)
-        else:
-            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
-    return "".join(out)
-
-
-def _summary(event: Event, limit: int = 240) -> str:
-    kind = CATALOGUE[event.kind]
-    parts = [
-        f"{name}={_text(event.fields[name])}"
-        for name in kind.summary
-        if event.fields.get(name) is not None
-    ]
-    text = _printable(kind.title + (": " + " ".join(parts) if parts else ""))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _line(event: Event, hostname: str, app: str, procid: str | int, sd: bytes, msg: bytes) -> bytes:
-    pri = FACILITY_AUDIT * 8 + event.severity
-    header = " ".join(
-        (
-            f"<{pri}>1",
-            _iso(event.at) or "-",
-            _header(hostname, 255),
-            _header(app, 48),
-            _header(str(procid), 128),
-            _header(event.kind, 32),
-        )
-    )
-    return header.encode("ascii") + b" " + sd + (b" " + msg if msg else b"")
-
-
-def rfc5424(event: Event, hostname: str, app: str = "shimmfa", procid: str | int = "-") -> bytes:
-    """One RFC 5424 syslog message (without framing)."""
-    return _line(event, hostname, app, procid, _structured_data(event), _summary(event).encode())
-
-
-# -- CEF ----------------------------------------------------------------------------------
-
-_CEF_SEVERITY = (10, 9, 8, 7, 5, 3, 1, 0)  # by syslog severity 0 (emergency) .. 7 (debug)
-
-
-def cef_severity(severity: int) -> int:
-    """The CEF severity (0-10, 10 most severe) of a syslog severity (0-7)."""
-    return _CEF_SEVERITY[severity]
-
-
-def _cef_header(text: str) -> str:
-    text = text.replace("\\", "\\\\").replace("|", "\\|")
-    return text.replace("\r", " ").replace("\n", " ")
-
-
-def _cef_value(text: str) -> str:
-    text = text.replace("\\", "\\\\").replace("=", "\\=")
-    return text.replace("\n", "\\n").replace("\r", "\\r")
-
-
-def cef_message(event: Event, version: str) -> str:
-    """The event as one CEF:0 line (no syslog header)."""
-    kind = CATALOGUE[event.kind]
-    header = "|".join(
-        _cef_header(part)
-        for part in (
-            "CEF:0",
-            "shimmfa",
-            "shimmfa",
-            _unicode(version),
-            event.kind,
-            kind.title,
-            str(cef_severity(event.severity)),
-        )
-    )
-    extension = {
-        "rt": str(round(event.at * 1000)),
-        "dvchost": event.shim_id,
-        "externalId": event.event_id,
-        "cat": "security" if event.security else "health",
-    }
-    extension.update({f"shimmfa_{k}": _text(v) for k, v in event.fields.items() if v is not None})
-    return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in extension.items())
-
-
-def cef(
-    event: Event,
-    hostname: str,
-    app: str = "shimmfa",
-    procid: str | int = "-",
-    *,
-    version: str = "0",
-) -> bytes:
-    """An RFC 5424 message whose MSG is the event in CEF."""
-    return _line(event, hostname, app, procid, b"-", cef_message(event, version).encode())
-
-
-# -- framing ------------------------------------------------------------------------------
-
-
-def octet_frame(msg: bytes) -> bytes:
-    """RFC 6587 octet-counting frame: the length, a space, the message."""
-    return b"%d " % len(msg) + msg

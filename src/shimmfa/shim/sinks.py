@@ -37,7 +37,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shimmfa import __version__
-from shimmfa.core.events import Event, cef, octet_frame, rfc5424, to_json
+from shimmfa.core.events import Event, to_json
+from shimmfa.core.syslog import cef, octet_frame, rfc5424
 from shimmfa.errors import ConfigError
 from shimmfa.shim.outbox import EventSink
 from shimmfa.shim.settings import SiemSection
