@@ -17,6 +17,17 @@ DEVICE_NOTICE = b"\r\nDevice not connected; try again later.\r\n"
 IDLE_CLOSE = b"\r\nSession closed (idle_timeout).\r\n"
 
 
+def assert_new_device_serves(rig, technician: str, line: bytes) -> None:
+    """A device appears on the port: the banner comes back, `technician`
+    logs in, and what they type reaches that device, and only that."""
+    device = rig.new_device()
+    assert rig.tech.read_until(BANNER) == BANNER
+    rig.login(technician)
+    rig.tech.send(line)
+    device.read_until(line)
+    assert device.received == line
+
+
 def test_idle_timeout_ends_the_session_and_shows_the_banner(make_shim):
     rig = make_shim(gate={"echo": False}, session={"idle_timeout": 1})
     rig.login("alice@example.org")
@@ -174,12 +185,7 @@ def test_device_hangup_first_seen_on_a_write_locks_the_gate(make_shim):
     assert rig.tech.read_until(DEVICE_NOTICE, timeout=20).endswith(BANNER + DEVICE_NOTICE)
     rig.daemon.wait_log("reason=device_hangup")
     assert rig.daemon.alive, rig.daemon.log_text()
-    device = rig.new_device()
-    assert rig.tech.read_until(BANNER) == BANNER
-    rig.login("bob@example.org")
-    rig.tech.send(b"to the new device\r")
-    device.read_until(b"to the new device\r")
-    assert device.received == b"to the new device\r"
+    assert_new_device_serves(rig, "bob@example.org", b"to the new device\r")
 
 
 def test_device_hangup_locks_the_gate_until_the_device_returns(make_shim):
@@ -194,12 +200,7 @@ def test_device_hangup_locks_the_gate_until_the_device_returns(make_shim):
     rig.daemon.wait_log("reason=device_hangup")
     rig.tech.send(f"bob@example.org {rig.code('bob@example.org')}\r".encode())
     rig.tech.expect_nothing(0.3)  # no login while the device is away
-    device = rig.new_device()
-    assert rig.tech.read_until(BANNER) == BANNER
-    rig.login("bob@example.org")
-    rig.tech.send(b"to the new device\r")
-    device.read_until(b"to the new device\r")
-    assert device.received == b"to the new device\r"
+    assert_new_device_serves(rig, "bob@example.org", b"to the new device\r")
 
 
 def test_shim_started_without_a_device_shows_the_notice(make_shim):
@@ -211,9 +212,4 @@ def test_shim_started_without_a_device_shows_the_notice(make_shim):
     assert rig.tech.read_until(DEVICE_NOTICE) == BANNER + DEVICE_NOTICE
     rig.tech.send(f"alice@example.org {rig.code('alice@example.org')}\r".encode())
     rig.tech.expect_nothing(0.3)
-    device = rig.new_device()
-    assert rig.tech.read_until(BANNER) == BANNER
-    rig.login("alice@example.org")
-    rig.tech.send(b"hello\r")
-    device.read_until(b"hello\r")
-    assert device.received == b"hello\r"
+    assert_new_device_serves(rig, "alice@example.org", b"hello\r")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from shimmfa.core.recording import ENTRY
-from shimmfa.core.recording_reader import Status
+from shimmfa.core.recording_reader import Recording, Status
 from shimmfa.errors import RecordingError, SessionStateError
-from shimmfa.shim.recorder import StorageExhaustedError
+from shimmfa.shim.recorder import SessionMeta, StorageExhaustedError
 from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.recordings import open_recording, raw_bytes, verify_file
 from waiting import wait_for
@@ -63,6 +63,18 @@ def identity(root: Path) -> Path:
     return root / "keys" / "recording.agekey"
 
 
+def assert_recorded(meta: SessionMeta, sent: dict[str, bytes], root: Path) -> Recording:
+    """The closed recording is valid, counts what was sent and holds it,
+    byte-exact and in order, per direction."""
+    assert (meta.bytes_inbound, meta.bytes_outbound) == (len(sent["in"]), len(sent["out"]))
+    assert meta.path is not None
+    recording = open_recording(meta.path, identity(root))
+    assert recording.verdict.status is Status.VALID
+    for direction in ("in", "out"):
+        assert b"".join(raw_bytes(recording, direction)) == sent[direction]
+    return recording
+
+
 def test_chunks_from_the_relay_come_back_in_order_and_byte_exact(
     make: Callable[..., RecorderProcess], tmp_path: Path
 ) -> None:
@@ -79,12 +91,7 @@ def test_chunks_from_the_relay_come_back_in_order_and_byte_exact(
     sent["out"] += big
     meta = recorder.end_session(session, "technician_hangup")
     assert meta.terminal_reason == "technician_hangup"
-    assert (meta.bytes_inbound, meta.bytes_outbound) == (len(sent["in"]), len(sent["out"]))
-    assert meta.path is not None
-    recording = open_recording(meta.path, identity(tmp_path))
-    assert recording.verdict.status is Status.VALID
-    for direction in ("in", "out"):
-        assert b"".join(raw_bytes(recording, direction)) == sent[direction]
+    recording = assert_recorded(meta, sent, tmp_path)
     events = [f.payload for f in recording.frames if f.direction == "meta"]
     assert events == []
 
@@ -119,12 +126,7 @@ def test_batched_chunks_keep_their_order_counts_and_bytes(
         meta = recorder.end_session(session, "technician_hangup")
     finally:
         recorder.close()
-    assert (meta.bytes_inbound, meta.bytes_outbound) == (len(sent["in"]), len(sent["out"]))
-    assert meta.path is not None
-    recording = open_recording(meta.path, identity(tmp_path))
-    assert recording.verdict.status is Status.VALID
-    for direction in ("in", "out"):
-        assert b"".join(raw_bytes(recording, direction)) == sent[direction]
+    assert_recorded(meta, sent, tmp_path)
     assert problems == []
 
 
