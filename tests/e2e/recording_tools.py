@@ -29,6 +29,8 @@ from typing import Any
 import pyotp
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
+from waiting import wait_for
+
 MAGIC = b"SHREC/1\n"
 CHAIN_START = hashlib.sha256(b"shimmfa recording chain v1" + MAGIC).digest()
 ENTRY = struct.Struct(">cddI")
@@ -156,10 +158,7 @@ class Session:
 
     def wait_closed(self, timeout: float = 10.0) -> Path:
         """The recording, once its footer is on disk."""
-        deadline = time.monotonic() + timeout
-        while not has_footer(self.path.read_bytes()):
-            assert time.monotonic() < deadline, f"{self.path.name}: no footer after {timeout} s"
-            time.sleep(0.02)  # poll interval of a condition with a deadline
+        wait_for(lambda: has_footer(self.path.read_bytes()), f"{self.path.name}'s footer", timeout)
         return self.path
 
 

@@ -10,12 +10,11 @@ Rules:
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-POLL = 0.01
+from waiting import wait_for
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:
@@ -39,12 +38,12 @@ def wait_events(
     what: str = "events",
 ) -> list[dict[str, Any]]:
     """The events in `path` once `predicate` holds for them."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> list[dict[str, Any]] | None:
         events = read_events(path)
-        if predicate(events):
-            return events
-        if time.monotonic() > deadline:
-            kinds = [event["kind"] for event in events]
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; got {kinds}")
-        time.sleep(POLL)
+        return events if predicate(events) else None
+
+    def kinds() -> list[str]:
+        return [event["kind"] for event in read_events(path)]
+
+    return wait_for(ready, what, timeout, detail=kinds)

@@ -33,6 +33,7 @@ from recording_tools import (
 
 from shimmfa.core.recording_reader import verify as read_verdict
 from shimmfa.shim.recordings import open_recording, unwrap_dek
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -128,10 +129,7 @@ def recording_of(rig, session_id: str) -> Path:
 
 
 def wait_until_footer(path: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not has_footer(path.read_bytes()):
-        assert time.monotonic() < deadline, f"{path.name}: no footer after {timeout} s"
-        select.select([], [], [], 0.02)  # poll interval
+    wait_for(lambda: has_footer(path.read_bytes()), f"{path.name}'s footer", timeout)
 
 
 def clean_session(rig, marker: bytes) -> Path:

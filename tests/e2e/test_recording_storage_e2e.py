@@ -42,10 +42,9 @@ BUDGET = 1 << 20  # the smallest budget the config allows
 
 
 def wait_for_event(siem: Path, kind: str, timeout: float = 10.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while not (found := [e for e in siem_events(siem) if e["kind"] == kind]):
-        assert time.monotonic() < deadline, f"no {kind} event in {siem} after {timeout} s"
-        time.sleep(0.05)  # poll interval of a condition with a deadline
+    found = wait_for(
+        lambda: [e for e in siem_events(siem) if e["kind"] == kind], f"a {kind} event", timeout
+    )
     return found[0]
 
 
