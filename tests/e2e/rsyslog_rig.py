@@ -52,6 +52,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from waiting import wait_for
+
 POLL = 0.01
 
 # -- certificates ---------------------------------------------------------------------------
@@ -329,17 +331,15 @@ action(type="omfile" file="{directory / "internal.log"}")
     def wait_received(
         self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 10.0
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def ready() -> tuple[list[dict[str, Any]]] | None:
             messages = self.received()
-            if predicate(messages):
-                return messages
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"rsyslog: condition not met after {timeout} s with {len(messages)} "
-                    f"messages; its log:\n{self.log_text()[-2000:]}"
-                )
-            time.sleep(POLL)
+            return (messages,) if predicate(messages) else None  # true even when empty
+
+        def state() -> str:
+            return f"{len(self.received())} messages; its log:\n{self.log_text()[-2000:]}"
+
+        return wait_for(ready, "rsyslog to receive them", timeout, detail=state)[0]
 
 
 @contextmanager

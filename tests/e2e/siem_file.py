@@ -39,11 +39,11 @@ def wait_events(
 ) -> list[dict[str, Any]]:
     """The events in `path` once `predicate` holds for them."""
 
-    def ready() -> list[dict[str, Any]] | None:
+    def ready() -> tuple[list[dict[str, Any]]] | None:
         events = read_events(path)
-        return events if predicate(events) else None
+        return (events,) if predicate(events) else None  # true even when empty
 
     def kinds() -> list[str]:
         return [event["kind"] for event in read_events(path)]
 
-    return wait_for(ready, what, timeout, detail=kinds)
+    return wait_for(ready, what, timeout, detail=kinds)[0]
