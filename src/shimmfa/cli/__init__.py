@@ -17,16 +17,17 @@ from typing import Annotated
 import typer
 
 from shimmfa.cli import keys, recordings, tamper, technicians
-from shimmfa.cli.base import ConfigOption, err
+from shimmfa.cli.base import MARKUP, ConfigOption, command_group, err
 from shimmfa.errors import ShimMfaError
 
 app = typer.Typer(
+    rich_markup_mode=MARKUP,
     help="MFA gate for the RS-232 service port of legacy medical devices.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-config_app = typer.Typer(help="Check a configuration file; print the reference.")
+config_app = command_group("Check a configuration file; print the reference.")
 app.add_typer(technicians.app, name="technician")
 app.add_typer(config_app, name="config")
 app.add_typer(keys.app, name="keys")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -14,6 +14,14 @@ if TYPE_CHECKING:
 
     from shimmfa.shim.settings import Settings
     from shimmfa.shim.state import StateStore
+
+MARKUP: Final = "markdown"  # help text paragraphs are joined; `code` shows as code
+
+
+def command_group(help_text: str) -> typer.Typer:
+    """A `shimmfa <group>` sub-app, with the root's help formatting."""
+    return typer.Typer(rich_markup_mode=MARKUP, help=help_text)
+
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="The shim's YAML configuration file.")

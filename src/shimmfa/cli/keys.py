@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from shimmfa.cli.base import ConfigOption, load_settings
+from shimmfa.cli.base import ConfigOption, command_group, load_settings
 
 if TYPE_CHECKING:
     from shimmfa.shim.keys import ShimKeys
 
-app = typer.Typer(help="The shim's signing key and age identity.")
-integrity_app = typer.Typer(help="Seal the installed software and config for boot integrity.")
+app = command_group("The shim's signing key and age identity.")
+integrity_app = command_group("Seal the installed software and config for boot integrity.")
 
 
 def _print_keys(keys: ShimKeys) -> None:
@@ -23,7 +23,7 @@ def _print_keys(keys: ShimKeys) -> None:
 
 @app.command("init")
 def keys_init(config: ConfigOption) -> None:
-    """Create the shim's keys under <storage.root>/keys/ (never overwrites)."""
+    """Create the shim's keys under `<storage.root>/keys/` (never overwrites)."""
     from shimmfa.shim.keys import init_keys
 
     settings = load_settings(config)
@@ -34,7 +34,7 @@ def keys_init(config: ConfigOption) -> None:
 
 @app.command("show")
 def keys_show(config: ConfigOption) -> None:
-    """Print the public signing key (ed25519:<base64>) and the age recipient."""
+    """Print the public signing key (`ed25519:<base64>`) and the age recipient."""
     from shimmfa.shim.keys import load_keys
 
     _print_keys(load_keys(load_settings(config).storage_root))

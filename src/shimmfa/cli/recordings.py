@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli.base import ConfigOption, console, err, load_settings
+from shimmfa.cli.base import ConfigOption, command_group, console, err, load_settings
 
-app = typer.Typer(help="Verify, export, play and list session recordings.")
+app = command_group("Verify, export, play and list session recordings.")
 
 IdentityOption = Annotated[
     Path, typer.Option("--identity", "-i", help="age identity file that can open the data key.")

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli.base import ConfigOption, load_settings, open_store
+from shimmfa.cli.base import ConfigOption, command_group, load_settings, open_store
 
-app = typer.Typer(help="The tamper latch: status and authorised reset.")
+app = command_group("The tamper latch: status and authorised reset.")
 
 
 @app.command("status")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli.base import ConfigOption, console, load_settings, open_store
+from shimmfa.cli.base import ConfigOption, command_group, console, load_settings, open_store
 
-app = typer.Typer(help="Enrol and manage technicians in the state DB.")
+app = command_group("Enrol and manage technicians in the state DB.")
 
 
 def _show_uri(uri: str, qr: bool) -> None:
