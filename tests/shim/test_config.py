@@ -9,7 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional
 
 import pytest
 import yaml
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from shimmfa.core.totp import AuthResult, TotpGate
 from shimmfa.errors import ConfigError
 from shimmfa.shim.config import LoadedConfig, load_config, parse_settings
-from shimmfa.shim.settings import Settings, reference_table
+from shimmfa.shim.settings import Settings, reference_table, type_name
 
 TESTS = Path(__file__).resolve().parents[1]
 SEED = TESTS / "vectors" / "seed-config.example.yaml"
@@ -475,3 +475,19 @@ def test_inconsistent_siem_settings_are_one_error_naming_the_key(
     message = str(caught.value)
     assert key in message, message
     assert "pw" not in message  # no credential is repeated back
+
+
+@pytest.mark.parametrize(
+    ("annotation", "shown"),
+    [
+        (int, "int"),
+        (str | None, "str or None"),
+        (Literal["N", "E"], "one of 'N', 'E'"),
+        (Literal["admin"], "'admin'"),
+        (Optional[Literal[6, 8]], "one of 6, 8 or None"),  # noqa: UP045 - the Optional form itself
+        (list[str], "list of str"),
+        (list[Annotated[int | str, "meta"]], "list of (int or str)"),
+    ],
+)
+def test_the_reference_names_types_plainly(annotation: object, shown: str) -> None:
+    assert type_name(annotation) == shown
