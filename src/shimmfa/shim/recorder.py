@@ -12,10 +12,9 @@ Rules:
   (a RuntimeError, as in the seed).
 - A session that reaches `max_bytes` is ended by the relay (`size_limit`,
   reported through `on_problem`); a write error reports `recording_failed`.
-  New sessions are refused (`StorageExhaustedError`) while the recordings use
-  `budget_bytes`, free space is below `min_free_bytes`, or a write failed for
-  lack of space (ENOSPC/EDQUOT) and no space has been freed since. Nothing
-  is deleted.
+  New sessions are refused (`StorageExhaustedError`) while the disk has a
+  problem (`storage.RecordingStorage`: the budget is used, free space is
+  short, or the disk was found full). Nothing is deleted.
 - File names are the session ID plus a sanitised technician ID.
 """
 
@@ -24,11 +23,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime as dt
-import errno
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +39,7 @@ from shimmfa.core.recording import Direction, Entry, Header, RecordingEncoder, c
 from shimmfa.core.session import new_session_id
 from shimmfa.errors import RecordingError, SessionStateError
 from shimmfa.shim.keys import ShimKeys, init_keys, local_recording_recipient, parse_recipient
+from shimmfa.shim.storage import RecordingStorage
 
 __all__ = [
     "Direction",
@@ -54,7 +52,6 @@ __all__ = [
 log = logging.getLogger("shimmfa.recorder")
 
 POLL = 0.05
-MIN_FREE_FLOOR = 256 << 10  # whatever min_free_bytes says: room for a header and a footer
 _PACKED = object()  # queue marker: (_PACKED, bytes_in, bytes_out, last_wall, block)
 WRITEV_MAX = 512  # buffers per writev call (the kernel takes up to 1024)
 MAX_FRAME_PAYLOAD = 256 << 10
@@ -145,11 +142,8 @@ class SessionRecorder:
                 )
         self._fsync_interval = fsync_interval
         self._max_bytes = max_bytes
-        self._budget = budget_bytes
-        self._min_free = min_free_bytes
         self._on_problem = on_problem or (lambda reason: None)
-        self._used = sum(p.stat().st_size for p in self._dir.glob(f"*{SUFFIX}"))
-        self._full_at: int | None = None  # free bytes when a write last found the disk full
+        self._storage = RecordingStorage(self._dir, SUFFIX, budget_bytes, min_free_bytes)
         self._open: _Open | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -172,30 +166,9 @@ class SessionRecorder:
     def has_open_session(self) -> bool:
         return self._open is not None
 
-    # -- storage budget -------------------------------------------------------
-
     def storage_problem(self) -> str | None:
         """Why a new session cannot be recorded now, or None."""
-        if self._used >= self._budget:
-            return f"recordings use {self._used} bytes of a {self._budget}-byte budget"
-        free = shutil.disk_usage(self._dir).free
-        if free < max(self._min_free, MIN_FREE_FLOOR):
-            return f"only {free} bytes free on the recording disk"
-        full_at = self._full_at
-        if full_at is not None:
-            if free <= full_at:
-                return f"the recording disk is full ({free} bytes free)"
-            self._full_at = None
-        return None
-
-    def _note_write_error(self, exc: BaseException) -> None:
-        """A write that failed for lack of space makes `storage_problem` say
-        so (whatever `min_free_bytes` is) until some space is freed."""
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            try:
-                self._full_at = shutil.disk_usage(self._dir).free
-            except OSError:
-                self._full_at = 0
+        return self._storage.problem()
 
     # -- session lifecycle ------------------------------------------------------
 
@@ -234,7 +207,7 @@ class SessionRecorder:
                     path.unlink(missing_ok=True)
                     raise
             except OSError as exc:
-                self._note_write_error(exc)
+                self._storage.write_failed(exc)
                 raise StorageExhaustedError(
                     f"Storage exhausted: cannot write {path}: {exc}"
                 ) from exc
@@ -333,7 +306,7 @@ class SessionRecorder:
                     self._write(session.fd, footer)
                     os.fsync(session.fd)
             except OSError as exc:
-                self._note_write_error(exc)
+                self._storage.write_failed(exc)
                 log.error("could not finish recording %s: %s", session_id, exc)
             finally:
                 session.encoder.forget()
@@ -396,7 +369,7 @@ class SessionRecorder:
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        self._used += len(data)
+        self._storage.used += len(data)
 
     def _drain(self, session: _Open) -> None:
         """Seal everything queued into frames and write them (no fsync).
@@ -428,8 +401,8 @@ class SessionRecorder:
         written = os.writev(fd, buffers)
         if written < total:  # a short write: finish the rest plainly
             self._write(fd, b"".join(buffers)[written:])
-            self._used -= total - written
-        self._used += total
+            self._storage.used -= total - written
+        self._storage.used += total
 
     def _sync(self, session: _Open) -> None:
         self._write(session.fd, session.encoder.checkpoint())
@@ -459,7 +432,7 @@ class SessionRecorder:
                     self._sync(session)
             except Exception as exc:
                 session.failed = True
-                self._note_write_error(exc)
+                self._storage.write_failed(exc)
                 log.error("recording %s failed: %s", session.meta.session_id, exc)
                 self._on_problem("recording_failed")
 
