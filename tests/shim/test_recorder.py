@@ -542,21 +542,28 @@ def test_a_copy_taken_while_recording_is_truncated_and_keeps_every_checkpointed_
     assert [(f.direction.value, f.payload) for f in recording.frames] == expected
 
 
+# The scripts below run in a subprocess of their own; they wait with the tests' `wait_for`.
+WITH_TEST_HELPERS = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+    ),
+}
+
 CHILD = textwrap.dedent(
     """
     import sys
-    import time
     from pathlib import Path
     from shimmfa.core.recording_reader import verify
     from shimmfa.shim.recorder import Direction, SessionRecorder
+    from waiting import wait_for
 
     recorder = SessionRecorder(Path(sys.argv[1]), "shim-crash", fsync_interval=0.02)
     sid = recorder.start_session("alice@example.org")
     path = next((Path(sys.argv[1]) / "sessions").iterdir())
     for n in range(20):
         recorder.append_traffic(sid, Direction.OUT, b"A%03d" % n)
-    while verify(path.read_bytes()).last_good_frame is None:
-        time.sleep(0.005)
+    wait_for(lambda: verify(path.read_bytes()).last_good_frame is not None, "a checkpoint")
     for n in range(500):
         recorder.append_traffic(sid, Direction.IN, b"B%03d" % n)
     print("sealed", flush=True)
@@ -568,6 +575,7 @@ CHILD = textwrap.dedent(
 def test_kill_9_leaves_a_truncated_recording_with_the_checkpointed_entries(root: Path) -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(root)],
+        env=WITH_TEST_HELPERS,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -598,10 +606,11 @@ def test_kill_9_leaves_a_truncated_recording_with_the_checkpointed_entries(root:
 
 FULL_DISK_CHILD = textwrap.dedent(
     """
-    import json, resource, signal, sys, time
+    import json, resource, signal, sys
     from pathlib import Path
     from shimmfa.core.recording_reader import verify
     from shimmfa.shim.recorder import Direction, SessionRecorder
+    from waiting import wait_for
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-size write fails with EFBIG
     problems = []
@@ -610,13 +619,11 @@ FULL_DISK_CHILD = textwrap.dedent(
     sid = recorder.start_session("alice@example.org")
     path = next((root / "sessions").iterdir())
     recorder.append_traffic(sid, Direction.OUT, b"checkpointed")
-    while verify(path.read_bytes()).last_good_frame is None:
-        time.sleep(0.005)
+    wait_for(lambda: verify(path.read_bytes()).last_good_frame is not None, "a checkpoint")
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (path.stat().st_size + 10, hard))  # disk full
     recorder.append_traffic(sid, Direction.OUT, b"does not fit" * 10)
-    while not problems:
-        time.sleep(0.005)
+    wait_for(lambda: problems, "the write error to be reported")
     resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
     recorder.append_traffic(sid, Direction.IN, b"after the failure")
     meta = recorder.end_session(sid, "recording_failed")
@@ -631,6 +638,7 @@ def test_a_write_error_leaves_an_honest_truncated_recording(root: Path) -> None:
     was checkpointed, never as tampered (a false alarm) nor as valid."""
     result = subprocess.run(
         [sys.executable, "-c", FULL_DISK_CHILD, str(root)],
+        env=WITH_TEST_HELPERS,
         capture_output=True,
         timeout=60,
         check=False,
