@@ -9,6 +9,8 @@ end, nor with the relay. Each prints one JSON line on stdout.
     sink   FD NBYTES [--crc]         read exactly NBYTES; prints "ready" first
     source FD NBYTES                 write NBYTES of the benchmark pattern
 
+`raw_pty_pair` makes the PTY pairs the benchmarks run the relays on.
+
 Rules: blocking I/O with large reads and writes (a PTY hands out at most
 4095 bytes per read); times are CLOCK_MONOTONIC nanoseconds, which every
 process on the machine shares, so the source's start and the sink's end can
@@ -23,12 +25,30 @@ import json
 import os
 import random
 import sys
+import termios
 import time
+import tty
 import zlib
+from pathlib import Path
 
 CHUNK = 1 << 16
 PATTERN_SEED = 0x5EED
 PING_BYTES = b"abcdefghijklmnopqrstuvwxyz"
+
+
+def raw_pty_pair(link: Path) -> int:
+    """A PTY pair with its slave in raw mode behind the symlink `link` (the
+    path a relay opens); the master fd, for the caller to close."""
+    master, slave = os.openpty()
+    try:
+        tty.setraw(slave, termios.TCSANOW)
+        link.symlink_to(os.ttyname(slave))
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return master
 
 
 def pattern() -> bytes:

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from auth_bench import measure_auth, percentile
-from pty_peers import expected_crc
+from pty_peers import expected_crc, raw_pty_pair
 from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
 
@@ -217,11 +217,8 @@ class Workspace:
 
     def pty_pair(self, link: Path) -> int:
         """A PTY pair with its slave in raw mode behind `link`; the master fd."""
-        master, slave = os.openpty()
+        master = raw_pty_pair(link)
         self.fds.append(master)
-        tty.setraw(slave, termios.TCSANOW)
-        link.symlink_to(os.ttyname(slave))
-        os.close(slave)
         return master
 
     def open_raw(self, path: Path) -> int:

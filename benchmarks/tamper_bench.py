@@ -39,9 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import termios
 import time
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ from typing import Any
 import yaml
 
 from auth_bench import percentile
+from pty_peers import raw_pty_pair
 from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
 
 BOUND_MS = 100.0
@@ -191,11 +190,8 @@ class Rig:
         self.log = self.root / "shim.log"
 
     def _pty_pair(self, link: Path) -> int:
-        master, slave = os.openpty()
+        master = raw_pty_pair(link)
         self.fds.append(master)
-        tty.setraw(slave, termios.TCSANOW)
-        link.symlink_to(os.ttyname(slave))
-        os.close(slave)
         os.set_blocking(master, False)
         return master
 
