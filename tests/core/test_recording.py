@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import json
 import struct
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from blake3 import blake3
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -169,18 +169,18 @@ def outcome(data: bytes, **kwargs: Any) -> Verdict | type[RecordingError]:
 
 def test_bytes_follow_the_documented_chain_nonces_and_signatures() -> None:
     """Recompute everything from the spec: head_0, head_{k+1} =
-    SHA-256(head_k || record), frames open with nonce = 4 zero bytes + u64
+    BLAKE3(head_k || record), frames open with nonce = 4 zero bytes + u64
     index and AD = the head before, seals list the heads and are signed over
     the documented message."""
     public = KEY.public_key()
-    head = hashlib.sha256(b"shimmfa recording chain v1" + MAGIC).digest()
+    head = blake3(b"shimmfa recording chain v2" + MAGIC).digest()
     header = SAMPLE_LAYOUT[0]
     text = SAMPLE[header.body_start : header.end - 64]
     public.verify(
-        SAMPLE[header.end - 64 : header.end], b"shimmfa recording signature v1" + head + b"H" + text
+        SAMPLE[header.end - 64 : header.end], b"shimmfa recording signature v2" + head + b"H" + text
     )
     assert json.loads(text)["signing_key"] == key_text(KEY)
-    head = hashlib.sha256(head + SAMPLE[header.start : header.end]).digest()
+    head = blake3(head + SAMPLE[header.start : header.end]).digest()
     session_head, since_seal, aead = head, [], ChaCha20Poly1305(DEK)
     for rec in SAMPLE_LAYOUT[1:]:
         whole, body = SAMPLE[rec.start : rec.end], SAMPLE[rec.body_start : rec.end]
@@ -195,7 +195,7 @@ def test_bytes_follow_the_documented_chain_nonces_and_signatures() -> None:
                 first[2],
                 first[3],
             )
-            head = hashlib.sha256(head + whole).digest()
+            head = blake3(head + whole).digest()
             since_seal.append(head)
             continue
         assert rec.kind == b"S"
@@ -205,9 +205,9 @@ def test_bytes_follow_the_documented_chain_nonces_and_signatures() -> None:
         assert body[4 + size : -64] == b"".join(since_seal)
         assert info["records"] == len(since_seal)
         public.verify(
-            body[-64:], b"shimmfa recording signature v1" + session_head + b"S" + body[:-64]
+            body[-64:], b"shimmfa recording signature v2" + session_head + b"S" + body[:-64]
         )
-        head = hashlib.sha256(head + whole).digest()
+        head = blake3(head + whole).digest()
         since_seal = []
     assert info["kind"] == "footer"
     assert info["terminal_reason"] == "technician_hangup"
@@ -513,15 +513,15 @@ def forge(data: bytes, key: Ed25519PrivateKey) -> bytes:
     fields = json.loads(data[header.body_start : header.end - 64])
     fields["signing_key"] = key_text(key)
     text = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
-    head = hashlib.sha256(b"shimmfa recording chain v1" + MAGIC).digest()
-    body = text + key.sign(b"shimmfa recording signature v1" + head + b"H" + text)
+    head = blake3(b"shimmfa recording chain v2" + MAGIC).digest()
+    body = text + key.sign(b"shimmfa recording signature v2" + head + b"H" + text)
     out = [MAGIC, record := b"H" + struct.pack(">I", len(body)) + body]
-    head = hashlib.sha256(head + record).digest()
+    head = blake3(head + record).digest()
     session_head, heads = head, []
     for rec in records[1:]:
         if rec.kind == b"F":
             record = data[rec.start : rec.end]
-            head = hashlib.sha256(head + record).digest()
+            head = blake3(head + record).digest()
             heads.append(head)
         else:
             info = seal_json(data, rec)
@@ -529,10 +529,10 @@ def forge(data: bytes, key: Ed25519PrivateKey) -> bytes:
             signed_json = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
             signed = struct.pack(">I", len(signed_json)) + signed_json + b"".join(heads)
             body = signed + key.sign(
-                b"shimmfa recording signature v1" + session_head + b"S" + signed
+                b"shimmfa recording signature v2" + session_head + b"S" + signed
             )
             record = b"S" + struct.pack(">I", len(body)) + body
-            head, heads = hashlib.sha256(head + record).digest(), []
+            head, heads = blake3(head + record).digest(), []
         out.append(record)
     return b"".join(out)
 
@@ -589,6 +589,15 @@ def test_any_bytes_give_a_verdict_or_recording_error(data: bytes) -> None:
 @settings(max_examples=300)
 def test_magic_and_any_bytes_give_a_verdict_or_recording_error(data: bytes) -> None:
     check_any(MAGIC + data)
+
+
+def test_a_pre_release_shrec1_file_is_named_not_called_garbage() -> None:
+    """shrec/1 (SHA-256 chain) came only from builds before shrec/2: the
+    reader says what the file is and what it reads instead."""
+    old = b"SHREC/1\n" + SAMPLE[len(MAGIC) :]
+    for call in (lambda: verify(old), lambda: read(old, DEK)):
+        with pytest.raises(RecordingError, match=r"shrec/1 recording .*reads shrec/2"):
+            call()
 
 
 @given(st.binary(max_size=2000))

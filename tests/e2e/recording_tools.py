@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pyotp
+from blake3 import blake3
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from waiting import wait_for
 
-MAGIC = b"SHREC/1\n"
-CHAIN_START = hashlib.sha256(b"shimmfa recording chain v1" + MAGIC).digest()
+MAGIC = b"SHREC/2\n"
+CHAIN_START = blake3(b"shimmfa recording chain v2" + MAGIC).digest()
 ENTRY = struct.Struct(">cddI")
 SIGNATURE = 64
 DIRECTIONS = {b"i": "in", b"o": "out", b"m": "meta"}
@@ -111,7 +112,7 @@ def decrypt_entries(data: bytes, dek: bytes, *, sealed_only: bool = False) -> li
                 offset += length
         elif kind == b"S":
             sealed = len(entries)
-        head = hashlib.sha256(head + whole).digest()
+        head = blake3(head + whole).digest()
     return entries[:sealed] if sealed_only else entries
 
 

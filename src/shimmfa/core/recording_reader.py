@@ -50,6 +50,7 @@ from shimmfa.errors import RecordingError
 __all__ = ["Frame", "Recording", "Status", "Verdict", "parse_public_key", "read", "verify"]
 
 _LENGTH = struct.Struct(">I")
+PRE_RELEASE_MAGIC = b"SHREC/1\n"  # SHA-256 chain; written only by builds before shrec/2
 
 
 class Status(StrEnum):
@@ -128,7 +129,7 @@ def _header(body: bytes, trusted_key: bytes | None) -> tuple[dict[str, Any], Ed2
     except (ValueError, RecursionError):  # RecursionError: deeply nested, unsigned JSON
         raise _TamperedError("the header is not valid JSON") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise _TamperedError("the header is not a shrec/1 header")
+        raise _TamperedError(f"the header is not a {FORMAT} header")
     for name in ("session_id", "shim_id", "technician_id", "signing_key", "dek_age"):
         if not isinstance(header.get(name), str):
             raise _TamperedError(f"the header has no valid {name}")
@@ -252,6 +253,11 @@ def _walk(
 ) -> Recording:
     data = bytes(data)
     if not data.startswith(MAGIC):
+        if data.startswith(PRE_RELEASE_MAGIC):
+            raise RecordingError(
+                "a shrec/1 recording (pre-release format, SHA-256 chain): "
+                f"this version reads {FORMAT}"
+            )
         raise RecordingError("not a shimmfa recording (bad magic)")
     records = _records(data)
     first = next(records, None)
