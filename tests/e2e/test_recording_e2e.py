@@ -71,8 +71,15 @@ def assert_recorded(session: Session, reason: str) -> list[dict]:
     return lines
 
 
-def test_both_directions_are_recorded_byte_exact_and_in_order(make_shim):
+@pytest.mark.parametrize("step", ["built", "python"])
+def test_both_directions_are_recorded_byte_exact_and_in_order(make_shim, monkeypatch, step):
+    """With the relay step the install built (C) and with its Python twin."""
+    if step == "python":
+        monkeypatch.setenv("SHIMMFA_PURE_PYTHON", "1")
+    else:
+        monkeypatch.delenv("SHIMMFA_PURE_PYTHON", raising=False)
     rig = make_shim(gate={"echo": False}, recording=FSYNC)
+    rig.daemon.wait_log("relay step in Python" if step == "python" else "relay step in C")
     typed_ahead = b"typed ahead of the reply\x00\x7f\xff\r"
     session = Session(rig, ALICE, typed_ahead)
     assert rig.dev.read_exactly(len(typed_ahead)) == typed_ahead

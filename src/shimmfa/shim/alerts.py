@@ -70,6 +70,7 @@ class RecordedSessions:
         self._alerts = alerts
         self._siem = siem
         self.record = recorder.record
+        self.tap = recorder
         self._reported: str | None = None
         self._technicians: dict[str, str] = {}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from shimmfa.core.gate import GateConfig, GateMachine
 from shimmfa.core.totp import TotpGate
 from shimmfa.errors import ConfigError
-from shimmfa.shim import notify
+from shimmfa.shim import notify, wire
 from shimmfa.shim.alerts import Alerts, AuditedAuthenticator, RecordedSessions
 from shimmfa.shim.config import load_config
 from shimmfa.shim.heartbeats import HeartbeatSource
@@ -198,6 +198,7 @@ def _serve(
     if interval:
         loop.call_soon(_watchdog, loop, interval)
     log.info("shim %s starting (config %s, boot %d)", settings.shim.id, config_path, boot)
+    log.info("relay step %s", wire.STEP)
     try:
         loop.call_soon(relay.start)
         detector.start()

@@ -9,11 +9,12 @@ each chunk and one `writev` to a pipe per batch.
 Rules:
 - Parent -> child: one message per call on the child's stdin, each with the
   recording's own entry header `code (1 byte) | monotonic (f64) | wall (f64)
-  | length (u32)`. Traffic goes in batches (`T`): the relay packs each chunk
-  as a recording entry, stamped when it was relayed, behind the others, and
-  sends them as one message per FLUSH_BYTES or FLUSH_DELAY, prefixed by the
-  batch's byte counts per direction; the header's wall time is the last
-  entry's. The child copies a batch into the next frame's plaintext as it is
+  | length (u32)`. Traffic goes in batches (`T`): the relay's pump packs each
+  chunk as a recording entry (`wire.chunk` into `sink()`), stamped when it
+  was relayed, behind the others, and `recorded()` sends them as one message
+  per FLUSH_BYTES or FLUSH_DELAY, prefixed by the batch's byte counts per
+  direction; the header's wall time is the last entry's. The child copies
+  a batch into the next frame's plaintext as it is
   and never looks at the entries: its cost is per batch, not per chunk (a
   relay's chunks can be a few hundred bytes). A batch holds whole entries and
   never more than a frame's payload. Control messages carry canonical JSON:
@@ -55,6 +56,7 @@ from shimmfa.shim.recorder import (
     StorageExhaustedError,
 )
 from shimmfa.shim.recorder_child import BATCH_COUNTS
+from shimmfa.shim.wire import READ_SIZE
 
 log = logging.getLogger("shimmfa.recorder")
 
@@ -63,6 +65,9 @@ REPLY_TIMEOUT = 30.0
 FLUSH_BYTES = 64 << 10
 FLUSH_DELAY = 0.02
 MAX_ENTRY_PAYLOAD = MAX_FRAME_PAYLOAD - ENTRY.size
+IN, OUT = ord("i"), ord("o")  # entry codes
+if FLUSH_BYTES + ENTRY.size + READ_SIZE > MAX_FRAME_PAYLOAD:
+    raise RuntimeError("a chunk packed by wire.chunk must always fit in the frame")
 _ERRORS: dict[str, type[RecordingError]] = {
     "StorageExhaustedError": StorageExhaustedError,
     "SessionStateError": SessionStateError,
@@ -87,7 +92,7 @@ class RecorderProcess:
         self._call_later = call_later
         self._pending = bytearray()
         self._pending_in = self._pending_out = 0
-        self._pending_wall = 0.0
+        self._last_entry = 0
         self._flush_armed = False
         self._max_bytes = max_bytes
         self._on_problem = on_problem
@@ -200,34 +205,51 @@ class RecorderProcess:
         self._mono0 = time.monotonic() - float(reply["elapsed"])
         return self._session
 
-    def record(self, direction: str, data: bytes) -> None:
-        """The relay's path: pack the chunk as a recording entry behind the
-        others; they go to the child as one batch per FLUSH_BYTES or
-        FLUSH_DELAY (or before any other message), not one write per chunk."""
-        if self._session is None or self._failed:
-            return
-        code = b"i" if direction == "in" else b"o"
-        monotonic, wall = time.monotonic() - self._mono0, time.time()
-        pieces = (data,) if len(data) <= MAX_ENTRY_PAYLOAD else _cut(data)
-        for piece in pieces:  # no entry outgrows a frame
-            if len(self._pending) + ENTRY.size + len(piece) > MAX_FRAME_PAYLOAD:
-                self._flush()
-            self._pending += ENTRY.pack(code, monotonic, wall, len(piece))
-            self._pending += piece
-            if code == b"i":
-                self._pending_in += len(piece)
-            else:
-                self._pending_out += len(piece)
-            self._pending_wall = wall
+    def sink(self) -> bytearray | None:
+        """Where the relay's pump packs its chunks as recording entries
+        (`wire.chunk`), then calls `recorded()`; None while nothing is
+        recorded. Never holds more than FLUSH_BYTES between calls, so a
+        chunk always fits in the frame."""
+        return self._pending if self._session is not None and not self._failed else None
+
+    @property
+    def mono0(self) -> float:
+        """`time.monotonic()` at the start of the open session."""
+        return self._mono0
+
+    def recorded(self, code: int, count: int) -> None:
+        """An entry of `count` bytes with `code` (IN or OUT) was packed at
+        the end of `sink()`: count it, and send the batch when it is full
+        or FLUSH_DELAY after its first entry."""
+        self._last_entry = len(self._pending) - ENTRY.size - count
+        if code == IN:
+            self._pending_in += count
+        else:
+            self._pending_out += count
+        self._size += count
         if len(self._pending) >= FLUSH_BYTES or self._call_later is None:
             self._flush()
         elif not self._flush_armed:
             self._flush_armed = True
             self._call_later(FLUSH_DELAY, self._flush_due)
-        self._size += len(data)
         if self._size > self._max_bytes and not self._limit_reported:
             self._limit_reported = True
             self._on_problem("size_limit")
+
+    def record(self, direction: str, data: bytes) -> None:
+        """Record a chunk the relay did not read through `wire.chunk` (bytes
+        typed ahead of the login, forwarded by the gate)."""
+        if self.sink() is None:
+            return
+        code = IN if direction == "in" else OUT
+        monotonic, wall = time.monotonic() - self._mono0, time.time()
+        pieces = (data,) if len(data) <= MAX_ENTRY_PAYLOAD else _cut(data)
+        for piece in pieces:  # no entry outgrows a frame
+            if len(self._pending) + ENTRY.size + len(piece) > MAX_FRAME_PAYLOAD:
+                self._flush()
+            self._pending += ENTRY.pack(bytes((code,)), monotonic, wall, len(piece))
+            self._pending += piece
+            self.recorded(code, len(piece))
 
     def _flush_due(self) -> None:
         self._flush_armed = False
@@ -238,11 +260,12 @@ class RecorderProcess:
         if not self._pending:
             return
         data, self._pending = self._pending, bytearray()
+        wall = ENTRY.unpack_from(data, self._last_entry)[2]  # the last entry's
         counts = BATCH_COUNTS.pack(self._pending_in, self._pending_out)
         self._pending_in = self._pending_out = 0
         if self._failed:
             return
-        header = ENTRY.pack(b"T", 0.0, self._pending_wall, len(counts) + len(data))
+        header = ENTRY.pack(b"T", 0.0, wall, len(counts) + len(data))
         try:
             self._send([header, counts, data])
         except OSError:

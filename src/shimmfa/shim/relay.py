@@ -8,9 +8,9 @@ Rules:
   one write, no copies, no waiting for the other direction. A slow reader on
   one side pauses reading from the other side (backpressure), never drops.
 - Those two readers are the hot path (`_pump`): built once per session, per
-  chunk they read, write, read the clock and hand the chunk to the recorder,
-  in that order, so nothing but the read stands between a byte and its
-  write. With a `PassThroughSelector` under the loop (the daemon's) they run
+  chunk they call `wire.chunk` (read, pack into the recorder's batch, write;
+  in C when built), then note the time and let the recorder count it. With a
+  `PassThroughSelector` under the loop (the daemon's) they run
   straight from the selector. Every reader change goes through
   `_add_reader`/`_remove_reader`, which keep the loop and the selector's
   fast path in step.
@@ -51,10 +51,11 @@ from shimmfa.errors import ShimMfaError
 from shimmfa.shim.outlet import HangupError, Outlet
 from shimmfa.shim.passthrough import PassThroughSelector
 from shimmfa.shim.serialport import Endpoint
+from shimmfa.shim.wire import READ_SIZE, chunk
 
 log = logging.getLogger("shimmfa.relay")
 
-READ_SIZE = 4096  # a tty read never returns more than the 4 KiB line-discipline buffer
+IN, OUT = ord("i"), ord("o")  # recording entry codes
 TECH_BACKLOG_LIMIT = 1 << 20  # gate output nobody reads is dropped past this
 CARRIER_POLL = 0.25
 REOPEN_RETRY = 0.2
@@ -71,15 +72,29 @@ class Authenticator(Protocol):
     def authenticate(self, technician_id: str, code: str) -> AuthOutcome: ...
 
 
+class Tap(Protocol):
+    """Where the pumps record a session's traffic (see `wire.chunk`)."""
+
+    @property
+    def mono0(self) -> float: ...
+
+    def sink(self) -> bytearray | None: ...
+
+    def recorded(self, code: int, count: int) -> None: ...
+
+
 class Sessions(Protocol):
     """Where sessions are opened, recorded and closed (the recorder)."""
+
+    @property
+    def tap(self) -> Tap: ...
 
     def start(self, technician_id: str) -> str:
         """A new session's ID; raises ShimMfaError when it cannot be recorded."""
         ...
 
     def record(self, direction: str, data: bytes) -> None:
-        """The relay's path: must be cheap and must not block."""
+        """Bytes relayed outside the pumps (typed ahead of the login)."""
         ...
 
     def end(self, session_id: str, reason: str) -> None: ...
@@ -491,46 +506,43 @@ class Relay:
     def _pump(
         self, source: Endpoint, outlet: Outlet | None, gone: Callable[[str], None], direction: str
     ) -> Callable[[], bool]:
-        """The reader of `source` for this session: read a chunk and write it
-        to `outlet`, then note the time and record it. Its own fail-safe guard
-        (one call less than `_guarded`); everything it needs is in locals.
-        True when that is all it did (see `PassThroughSelector`)."""
+        """The reader of `source` for this session: `wire.chunk` reads a
+        chunk, packs it into the recorder's batch and writes it to `outlet`;
+        then the time is noted and the recorder counts it. Its own fail-safe
+        guard (one call less than `_guarded`); everything it needs is in
+        locals. True when that is all it did (see `PassThroughSelector`)."""
         if outlet is None:
             raise RuntimeError("session opened without both ports")
-        read, write, clock, record = os.read, os.write, time.monotonic, self._record
+        tap, clock = self._sessions.tap, time.monotonic
         src, dst = source.fd, outlet.fd
+        code = IN if direction == "in" else OUT
 
         def pump() -> bool:
             try:
-                try:
-                    data = read(src, READ_SIZE)
-                except BlockingIOError:
-                    return True
-                except OSError as exc:
-                    if exc.errno != errno.EIO:
-                        raise
-                    data = b""
-                if not data:
-                    gone("end of file")
-                    return False
-                quiet = True
-                if outlet.backlog:  # still writing earlier bytes: queue behind them
-                    written = 0
+                sink = tap.sink()
+                result = chunk(src, -1 if outlet.backlog else dst, sink, code, tap.mono0)
+                if isinstance(result, int):
+                    if result > 0:
+                        self._last_activity = clock()
+                        if sink is not None:
+                            tap.recorded(code, result)
+                        return True
+                    if result == -errno.EAGAIN:
+                        return True
+                    if result in (0, -errno.EIO):
+                        gone("end of file")
+                        return False
+                    raise OSError(-result, os.strerror(-result))
+                count, rest, error = result
+                if error:
+                    outlet.failed(OSError(error, os.strerror(error)))
                 else:
-                    try:
-                        written = write(dst, data)
-                    except BlockingIOError:
-                        written = 0
-                    except OSError as exc:
-                        outlet.failed(exc)
-                        written, quiet = len(data), False
-                if written != len(data):
-                    outlet.queue(data[written:])
+                    outlet.queue(rest)
                     self._pause(source, outlet, pump)
-                    quiet = False
                 self._last_activity = clock()
-                record(direction, data)
-                return quiet
+                if sink is not None:
+                    tap.recorded(code, count)
+                return False
             except Exception as exc:
                 self._fail_safe(exc)
                 return False
