@@ -5,6 +5,7 @@ systemd's tools are installed."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -100,7 +101,10 @@ def test_the_service_sets(service: dict[str, list[str]], key: str, value: str) -
 def test_system_calls_are_limited_to_system_service(service: dict[str, list[str]]) -> None:
     filters = service["SystemCallFilter"]
     assert filters[0] == "@system-service"
-    assert all(extra.startswith("~") for extra in filters[1:])  # only ever narrowed
+    assert filters[1] == "~@privileged @resources"
+    # Narrowed only, but for the one call of @resources the daemon makes:
+    # without it, moving the recorder to SCHED_IDLE would kill the daemon.
+    assert filters[2:] == ["sched_setscheduler"]
 
 
 def test_exactly_two_serial_ports_are_allowed(service: dict[str, list[str]]) -> None:
@@ -224,3 +228,79 @@ def test_the_daemon_runs_without_writable_executable_memory(tmp_path: Path) -> N
     )
     assert refused.returncode == 1
     assert "PermissionError" in refused.stderr
+
+
+# The unit's SystemCallFilter for @resources, as a seccomp filter (x86_64
+# numbers): each listed call kills the process, as systemd's filter does.
+RESOURCES_X86_64 = {
+    "ioprio_set": 251,
+    "mbind": 237,
+    "migrate_pages": 256,
+    "move_pages": 279,
+    "sched_setaffinity": 203,
+    "sched_setattr": 314,
+    "sched_setparam": 142,
+    "sched_setscheduler": 144,
+    "set_mempolicy": 238,
+    "set_mempolicy_home_node": 450,
+    "setpriority": 141,
+    "setrlimit": 160,
+}
+SECCOMP_WRAPPER = """
+import ctypes, os, struct, sys
+denied = [int(n) for n in sys.argv[1].split(",")]
+ALLOW, KILL, ARCH_X86_64 = 0x7FFF0000, 0x80000000, 0xC000003E
+n = len(denied)
+program = [(0x20, 0, 0, 4), (0x15, 0, n + 1, ARCH_X86_64), (0x20, 0, 0, 0)]
+program += [(0x15, n - i, 0, nr) for i, nr in enumerate(denied)]
+program += [(0x06, 0, 0, ALLOW), (0x06, 0, 0, KILL)]
+code = b"".join(struct.pack("HBBI", *op) for op in program)
+buffer = ctypes.create_string_buffer(code)
+fprog = struct.pack("HxxxxxxQ", len(program), ctypes.addressof(buffer))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
+    sys.exit(77)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def _demo_check_under_seccomp(
+    where: Path, denied: dict[str, int]
+) -> subprocess.CompletedProcess[str]:
+    where.mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SECCOMP_WRAPPER,
+            ",".join(map(str, denied.values())),
+            str(SHIMMFA),
+            "demo",
+            "--check",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=where,
+    )
+    if result.returncode == 77:
+        pytest.skip("cannot install a seccomp filter here")
+    return result
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 system call numbers")
+def test_the_daemon_runs_under_the_units_system_call_filter(tmp_path: Path) -> None:
+    """`SystemCallFilter=~@resources` kills a process on the first call it
+    denies; the unit gives back sched_setscheduler, which the daemon uses to
+    put its recorder at SCHED_IDLE. The demo's unattended check (real daemon,
+    recorder process, gate, relay, recording) passes under the same filter,
+    and fails when that call is denied too: so the daemon does make it."""
+    allowed_back = {k: v for k, v in RESOURCES_X86_64.items() if k != "sched_setscheduler"}
+    result = _demo_check_under_seccomp(tmp_path / "allowed", allowed_back)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "PASS in" in result.stdout
+    killed = _demo_check_under_seccomp(tmp_path / "denied", RESOURCES_X86_64)
+    assert killed.returncode != 0
+    assert "PASS in" not in killed.stdout
