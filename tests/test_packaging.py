@@ -190,6 +190,20 @@ def test_systemd_analyze_security_rates_it_ok(tmp_path: Path) -> None:
     assert float(match.group(1)) <= 2.0
 
 
+def demo_check_wrapped(cwd: Path, wrapper: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`shimmfa demo --check` (real daemon, gate, relay, recording) started
+    through `wrapper`, a Python script that restricts itself and execs the
+    rest of its arguments (exit 77: it could not)."""
+    return subprocess.run(
+        [sys.executable, "-c", wrapper, *args, str(SHIMMFA), "demo", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
 MDWE_WRAPPER = """
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -205,14 +219,7 @@ def test_the_daemon_runs_without_writable_executable_memory(tmp_path: Path) -> N
     unattended check (real daemon, gate, relay, recording, keys) runs with
     the kernel's equivalent, PR_SET_MDWE (Linux 6.3+), inherited by the
     daemon it starts."""
-    result = subprocess.run(
-        [sys.executable, "-c", MDWE_WRAPPER, str(SHIMMFA), "demo", "--check"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = demo_check_wrapped(tmp_path, MDWE_WRAPPER)
     if result.returncode == 77:
         pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -268,22 +275,7 @@ def _demo_check_under_seccomp(
     where: Path, denied: dict[str, int]
 ) -> subprocess.CompletedProcess[str]:
     where.mkdir()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SECCOMP_WRAPPER,
-            ",".join(map(str, denied.values())),
-            str(SHIMMFA),
-            "demo",
-            "--check",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=where,
-    )
+    result = demo_check_wrapped(where, SECCOMP_WRAPPER, ",".join(map(str, denied.values())))
     if result.returncode == 77:
         pytest.skip("cannot install a seccomp filter here")
     return result
