@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from shimmfa.cli.base import ConfigOption, command_group, console, err, load_settings
+from shimmfa.core.recording import iso_utc
 
 app = command_group("Verify, export, play and list session recordings.")
 
@@ -35,7 +36,6 @@ def recording_verify(
 ) -> None:
     """Check chain and signatures. Exit 0 all valid, 1 tampered (first bad
     frame named), 3 truncated (last good frame and time named)."""
-    import datetime as dt
 
     from shimmfa.errors import RecordingError, WrongIdentityError
     from shimmfa.shim.recordings import verify_file
@@ -53,7 +53,7 @@ def recording_verify(
             continue
         message = verdict.message
         if verdict.status == "truncated" and verdict.last_good_time:
-            when = dt.datetime.fromtimestamp(verdict.last_good_time, dt.UTC).isoformat()
+            when = iso_utc(verdict.last_good_time)
             message += f" at {when}"
         if trusted is None and verdict.status == "valid":
             message += f" (signed by {verdict.header['signing_key']}; pass --pubkey to pin it)"

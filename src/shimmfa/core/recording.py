@@ -31,6 +31,7 @@ A recording is `MAGIC` followed by records, each `type (1 byte) | length
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import struct
 from collections.abc import Callable
@@ -55,6 +56,7 @@ __all__ = [
     "canonical_json",
     "chain_start",
     "frame_nonce",
+    "iso_utc",
     "next_head",
     "pack_record",
     "signed_message",
@@ -92,6 +94,11 @@ CODE_DIRECTIONS: dict[bytes, Direction] = {
     b"o": Direction.OUT,
     b"m": Direction.META,
 }
+
+
+def iso_utc(epoch: float) -> str:
+    """An epoch as the seed's records write it: ISO 8601, UTC, `+00:00`."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
 
 def canonical_json(value: Any) -> bytes:

@@ -10,12 +10,12 @@ that can queue it.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from shimmfa.core.recording import iso_utc
 from shimmfa.core.totp import AuthOutcome, TotpGate
 from shimmfa.errors import RecordingError
 from shimmfa.shim.outbox import Outbox, new_event
@@ -86,7 +86,7 @@ class RecordedSessions:
                 "technician_id": technician_id,
                 "shim_id": self._alerts.shim_id,
                 "started_at_epoch": now,
-                "started_at_iso": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(),
+                "started_at_iso": iso_utc(now),
                 "version": "1.0",
             }
         )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime as dt
 import logging
 import os
 import re
@@ -35,7 +34,14 @@ from typing import Any, Protocol
 import pyrage
 
 from shimmfa import __version__
-from shimmfa.core.recording import Direction, Entry, Header, RecordingEncoder, canonical_json
+from shimmfa.core.recording import (
+    Direction,
+    Entry,
+    Header,
+    RecordingEncoder,
+    canonical_json,
+    iso_utc,
+)
 from shimmfa.core.session import new_session_id
 from shimmfa.errors import RecordingError, SessionStateError
 from shimmfa.shim.keys import ShimKeys, init_keys, local_recording_recipient, parse_recipient
@@ -83,10 +89,6 @@ def safe_name(technician_id: str) -> str:
     """A technician ID as a harmless file-name fragment."""
     cleaned = re.sub(r"[^A-Za-z0-9@._+-]", "_", technician_id)[:64]
     return cleaned.lstrip(".") or "_"
-
-
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
 
 @dataclasses.dataclass
@@ -191,7 +193,7 @@ class SessionRecorder:
                 signing_key=self._keys.public_key_text,
                 recipients=tuple(self._recipient_texts),
                 encrypted_dek=pyrage.encrypt(dek, self._recipients),
-                extra={"started_at_iso": _iso(now), "software": f"shimmfa {__version__}"}
+                extra={"started_at_iso": iso_utc(now), "software": f"shimmfa {__version__}"}
                 | (extra or {}),
             )
             encoder = RecordingEncoder(header, dek, self._keys.sign)
@@ -222,7 +224,7 @@ class SessionRecorder:
                 "technician_id": technician_id,
                 "shim_id": self._shim_id,
                 "started_at_epoch": now,
-                "started_at_iso": _iso(now),
+                "started_at_iso": iso_utc(now),
                 "version": "1.0",
             }
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import codecs
-import datetime as dt
 import json
 import mmap
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from typing import Any, BinaryIO
 
 import pyrage
 
+from shimmfa.core.recording import iso_utc
 from shimmfa.core.recording_reader import Recording, Status, Verdict, read, verify
 from shimmfa.errors import RecordingError, WrongIdentityError
 from shimmfa.shim.keys import read_age_identity
@@ -71,10 +71,6 @@ def open_recording(path: Path, identity: Path, trusted_key: bytes | None = None)
     return recording
 
 
-def _iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
-
-
 def jsonl_lines(recording: Recording) -> Iterator[str]:
     """The seed prototype's line layout."""
     header = recording.verdict.header
@@ -85,7 +81,7 @@ def jsonl_lines(recording: Recording) -> Iterator[str]:
             "technician_id": header["technician_id"],
             "shim_id": header["shim_id"],
             "started_at_epoch": header["started_at"],
-            "started_at_iso": _iso(header["started_at"]),
+            "started_at_iso": iso_utc(header["started_at"]),
             "version": "1.0",
         }
     )
@@ -113,7 +109,7 @@ def jsonl_lines(recording: Recording) -> Iterator[str]:
             {
                 "type": "session_footer",
                 "ended_at_epoch": footer["ended_at"],
-                "ended_at_iso": _iso(footer["ended_at"]),
+                "ended_at_iso": iso_utc(footer["ended_at"]),
                 "duration_seconds": footer["duration_seconds"],
                 "bytes_inbound": footer["bytes_inbound"],
                 "bytes_outbound": footer["bytes_outbound"],
