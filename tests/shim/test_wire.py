@@ -204,6 +204,17 @@ def test_bad_arguments_raise_and_the_bytes_stay_unread(step, pipes, sink, code, 
     assert drain(out) == b"keep"
 
 
+@pytest.mark.parametrize("step", STEPS)
+def test_negative_descriptors_other_than_no_outlet_are_refused(step, pipes) -> None:
+    src, feed, out, dst = pipes
+    os.write(feed, b"keep")
+    for bad_src, bad_dst in ((-1, dst), (src, -2)):
+        with pytest.raises(ValueError):
+            step(bad_src, bad_dst, None, IN, 0.0)
+    assert step(src, dst, None, IN, 0.0) == 4
+    assert drain(out) == b"keep"
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=9000), min_size=1, max_size=6))
 def test_any_traffic_is_recorded_and_relayed_byte_exact_by_both_steps(writes) -> None:

@@ -43,6 +43,8 @@ def chunk_python(src: int, dst: int, sink: bytearray | None, code: int, mono0: f
         raise TypeError("sink must be a bytearray or None")
     if not 0 <= code <= 255:
         raise ValueError("code must be a byte value")
+    if src < 0 or dst < -1:
+        raise ValueError("not a file descriptor")
     try:
         data = os.read(src, READ_SIZE)
     except OSError as exc:
