@@ -161,12 +161,18 @@ def test_a_killed_daemon_leaves_a_recording_closed_as_daemon_lost(
     child.stdin.close()  # the daemon's end of the pipe closes when it dies
     child.wait(timeout=10)
     recorder._child = None  # nothing left to close
+    recording = valid_recording_ended(tmp_path, session, "daemon_lost")
+    assert b"".join(raw_bytes(recording, "out")) == b"the last words of the device"
+
+
+def valid_recording_ended(tmp_path: Path, session: str, reason: str) -> Recording:
+    """The session's file, decrypted: it verifies, and its footer gives `reason`."""
     path = next((tmp_path / "sessions").glob(f"{session}*.shrec"))
     recording = open_recording(path, identity(tmp_path))
     assert recording.verdict.status is Status.VALID
     assert recording.verdict.footer is not None
-    assert recording.verdict.footer["terminal_reason"] == "daemon_lost"
-    assert b"".join(raw_bytes(recording, "out")) == b"the last words of the device"
+    assert recording.verdict.footer["terminal_reason"] == reason
+    return recording
 
 
 @pytest.mark.parametrize(
@@ -188,11 +194,7 @@ def test_a_garbled_message_closes_the_recording_as_failed(
     recorder._flush()
     recorder._send([message])
     wait_for(lambda: "recording_failed" in problems, "the relay to hear of the failure")
-    path = next((tmp_path / "sessions").glob(f"{session}*.shrec"))
-    recording = open_recording(path, identity(tmp_path))
-    assert recording.verdict.status is Status.VALID
-    assert recording.verdict.footer is not None
-    assert recording.verdict.footer["terminal_reason"] == "recording_failed"
+    recording = valid_recording_ended(tmp_path, session, "recording_failed")
     assert b"".join(raw_bytes(recording, "in")) == b"status\r"
 
 
