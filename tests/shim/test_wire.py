@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from shimmfa.core.recording import ENTRY
 from shimmfa.shim import wire
-
-IN, OUT = ord("i"), ord("o")
+from shimmfa.shim.wire import IN, OUT
 
 try:
     from shimmfa.shim import _wire  # type: ignore[attr-defined]

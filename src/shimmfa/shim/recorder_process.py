@@ -56,7 +56,7 @@ from shimmfa.shim.recorder import (
     StorageExhaustedError,
 )
 from shimmfa.shim.recorder_child import BATCH_COUNTS
-from shimmfa.shim.wire import READ_SIZE
+from shimmfa.shim.wire import IN, OUT, READ_SIZE
 
 log = logging.getLogger("shimmfa.recorder")
 
@@ -65,7 +65,6 @@ REPLY_TIMEOUT = 30.0
 FLUSH_BYTES = 64 << 10
 FLUSH_DELAY = 0.02
 MAX_ENTRY_PAYLOAD = MAX_FRAME_PAYLOAD - ENTRY.size
-IN, OUT = ord("i"), ord("o")  # entry codes
 if FLUSH_BYTES + ENTRY.size + READ_SIZE > MAX_FRAME_PAYLOAD:
     raise RuntimeError("a chunk packed by wire.chunk must always fit in the frame")
 _ERRORS: dict[str, type[RecordingError]] = {

@@ -51,11 +51,10 @@ from shimmfa.errors import ShimMfaError
 from shimmfa.shim.outlet import HangupError, Outlet
 from shimmfa.shim.passthrough import PassThroughSelector
 from shimmfa.shim.serialport import Endpoint
-from shimmfa.shim.wire import READ_SIZE, chunk
+from shimmfa.shim.wire import IN, OUT, READ_SIZE, chunk
 
 log = logging.getLogger("shimmfa.relay")
 
-IN, OUT = ord("i"), ord("o")  # recording entry codes
 TECH_BACKLOG_LIMIT = 1 << 20  # gate output nobody reads is dropped past this
 CARRIER_POLL = 0.25
 REOPEN_RETRY = 0.2

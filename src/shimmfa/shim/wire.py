@@ -31,6 +31,7 @@ from collections.abc import Callable
 from shimmfa.core.recording import ENTRY
 
 READ_SIZE = 4096  # a tty read never returns more than the 4 KiB line-discipline buffer
+IN, OUT = ord("i"), ord("o")  # the entry codes of the two directions (ENTRY's first byte)
 PURE_PYTHON_VARIABLE = "SHIMMFA_PURE_PYTHON"
 
 Chunk = int | tuple[int, bytes, int]
