@@ -71,7 +71,7 @@ from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "pty_peers.py"
 MIB = 1 << 20
-SHIM_READ_SIZE = 65536  # shimmfa.shim.relay.READ_SIZE: socat gets the same block size
+SOCAT_BLOCK = 65536  # socat -b; a tty read returns at most 4 KiB to socat and shim alike
 TECHNICIAN = "bench@example.org"
 OPENED = b"Pass-through enabled. Disconnect to end session.\r\n"
 STEP_TIMEOUT = 120.0
@@ -628,7 +628,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write the results to this file")
     parser.add_argument("--check", action="store_true", help="exit 1 if a ratio fails")
     parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
-    parser.add_argument("--block", type=int, default=SHIM_READ_SIZE, help="socat -b (bytes)")
+    parser.add_argument("--block", type=int, default=SOCAT_BLOCK, help="socat -b (bytes)")
     siem = parser.add_mutually_exclusive_group()
     siem.add_argument("--siem-endpoint", help="shim's syslog SIEM: tcp://host:port or tls://...")
     siem.add_argument(

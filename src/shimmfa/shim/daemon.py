@@ -32,6 +32,7 @@ from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.keys import ShimKeys, init_keys
 from shimmfa.shim.outbox import Outbox, OutboxSender
 from shimmfa.shim.passthrough import PassThroughSelector
+from shimmfa.shim.pumps import SPIN
 from shimmfa.shim.recorder_events import OutboxSiem
 from shimmfa.shim.recorder_process import RecorderProcess
 from shimmfa.shim.relay import Relay
@@ -108,7 +109,7 @@ def run(config_path: Path) -> int:
     store = StateStore(root)
     outbox = Outbox(root, max_rows=settings.siem.outbox_max)
     sender = OutboxSender(outbox, build_sink(settings.siem, hostname=settings.shim.id))
-    selector = PassThroughSelector()
+    selector = PassThroughSelector(SPIN)
     loop = asyncio.SelectorEventLoop(selector)
     try:
         sender.start()

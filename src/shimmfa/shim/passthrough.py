@@ -15,6 +15,10 @@ Rules:
   timeout, a reader returning False or a change to the inline readers
   returns to asyncio at once, so timers, signals and callbacks scheduled
   from a reader run as they would without the fast path.
+- With `spin` (`pumps.spin`, when the C step is built) the wait itself
+  relays: the readers are the session's `Pump`s, and their plain readable
+  events are handled in C without coming back here; what `spin` leaves
+  (other events, a pump's hang-up or error) is handled as above.
 - Built on public APIs only: the epoll instance is reached through a
   duplicate of `fileno()`, keys through `get_map()`.
 """
@@ -26,7 +30,8 @@ import os
 import select
 import selectors
 import time
-from collections.abc import Callable
+
+from shimmfa.shim.pumps import Pump, Spin
 
 _READABLE = ~select.EPOLLOUT  # as EpollSelector: IN, PRI, ERR, HUP all mean "read now"
 _WRITABLE = ~select.EPOLLIN
@@ -35,13 +40,14 @@ Ready = list[tuple[selectors.SelectorKey, int]]
 
 
 class PassThroughSelector(selectors.EpollSelector):
-    def __init__(self) -> None:
+    def __init__(self, spin: Spin | None = None) -> None:
         super().__init__()
         self._epoll = select.epoll.fromfd(os.dup(self.fileno()))
-        self._inline: dict[int, Callable[[], bool]] = {}
+        self._inline: dict[int, Pump] = {}
         self._changed = False
+        self._spin = spin
 
-    def run_inline(self, fd: int, reader: Callable[[], bool] | None) -> None:
+    def run_inline(self, fd: int, reader: Pump | None) -> None:
         """Call `reader` from `select()` when `fd` is readable; None stops it."""
         if reader is None:
             self._inline.pop(fd, None)
@@ -59,20 +65,25 @@ class PassThroughSelector(selectors.EpollSelector):
         if not inline:
             return super().select(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        poll, keys = self._epoll.poll, self.get_map()
+        poll, keys, spin = self._epoll.poll, self.get_map(), self._spin
         while True:
-            if timeout is None:
-                wait = -1.0
-            elif timeout <= 0:
-                wait = 0.0
-            else:  # as EpollSelector: wait at least `timeout` (1 ms resolution)
-                wait = math.ceil(timeout * 1e3) * 1e-3
-            try:
-                events = poll(wait, len(keys) or 1)
-            except InterruptedError:
-                return []
             self._changed = False
-            quiet = True
+            if spin is not None:  # the wait relays; it rounds the timeout itself
+                events, quiet = spin(self._epoll.fileno(), timeout, tuple(inline.values()))
+            else:
+                if timeout is None:
+                    wait = -1.0
+                elif timeout <= 0:
+                    wait = 0.0
+                else:  # as EpollSelector: wait at least `timeout` (1 ms resolution)
+                    wait = math.ceil(timeout * 1e3) * 1e-3
+                try:
+                    events = poll(wait, len(keys) or 1)
+                except InterruptedError:
+                    return []
+                if not events:
+                    return []
+                quiet = True
             ready: Ready = []
             for fd, event in events:
                 reader = inline.get(fd)  # looked up late: an earlier reader may have removed it
@@ -86,7 +97,7 @@ class PassThroughSelector(selectors.EpollSelector):
                 key = keys.get(fd) if mask else None
                 if key is not None and mask & key.events:
                     ready.append((key, mask & key.events))
-            if ready or not events or not quiet or self._changed:
+            if ready or not quiet or self._changed or not inline:
                 return ready
             if deadline is not None:
                 timeout = deadline - time.monotonic()

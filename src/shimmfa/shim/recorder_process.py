@@ -216,16 +216,24 @@ class RecorderProcess:
         """`time.monotonic()` at the start of the open session."""
         return self._mono0
 
-    def recorded(self, code: int, count: int) -> None:
-        """An entry of `count` bytes with `code` (IN or OUT) was packed at
-        the end of `sink()`: count it, and send the batch when it is full
-        or FLUSH_DELAY after its first entry."""
-        self._last_entry = len(self._pending) - ENTRY.size - count
-        if code == IN:
-            self._pending_in += count
-        else:
-            self._pending_out += count
-        self._size += count
+    @property
+    def batch_bytes(self) -> int:
+        """Account (`recorded`) once the sink holds this much: a chunk more
+        still fits in the frame."""
+        return FLUSH_BYTES
+
+    def recorded(self, count_in: int, count_out: int, last_entry: int) -> None:
+        """Entries of `count_in` + `count_out` traffic bytes were packed at
+        the end of `sink()`, the last of them at offset `last_entry`: count
+        them, and send the batch when it is full or FLUSH_DELAY after its
+        first entry. Nothing while no session is open (bytes the pumps
+        moved after its end are not its bytes)."""
+        if self._session is None:
+            return
+        self._last_entry = last_entry
+        self._pending_in += count_in
+        self._pending_out += count_out
+        self._size += count_in + count_out
         if len(self._pending) >= FLUSH_BYTES or self._call_later is None:
             self._flush()
         elif not self._flush_armed:
@@ -246,9 +254,11 @@ class RecorderProcess:
         for piece in pieces:  # no entry outgrows a frame
             if len(self._pending) + ENTRY.size + len(piece) > MAX_FRAME_PAYLOAD:
                 self._flush()
+            entry = len(self._pending)
             self._pending += ENTRY.pack(bytes((code,)), monotonic, wall, len(piece))
             self._pending += piece
-            self.recorded(code, len(piece))
+            count = len(piece)
+            self.recorded(count if code == IN else 0, 0 if code == IN else count, entry)
 
     def _flush_due(self) -> None:
         self._flush_armed = False

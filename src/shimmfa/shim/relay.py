@@ -7,11 +7,12 @@ Rules:
 - While OPEN, each side's reader writes straight to the other side: one read,
   one write, no copies, no waiting for the other direction. A slow reader on
   one side pauses reading from the other side (backpressure), never drops.
-- Those two readers are the hot path (`_pump`): built once per session, per
-  chunk they call `wire.chunk` (read, pack into the recorder's batch, write;
-  in C when built), then note the time and let the recorder count it. With a
-  `PassThroughSelector` under the loop (the daemon's) they run
-  straight from the selector. Every reader change goes through
+- Those two readers are the hot path (`pumps.Pump`): built once per
+  session, per chunk they call `wire.chunk` (read, pack into the recorder's
+  batch, write), then note the time and let the recorder count it. With a
+  `PassThroughSelector` under the loop (the daemon's) they run straight from
+  the selector, and with the C step built the selector's wait runs them in
+  C (`pumps.spin`). Every reader change goes through
   `_add_reader`/`_remove_reader`, which keep the loop and the selector's
   fast path in step.
 - A session ends on hang-up (EOF/EIO, or DCD/DSR dropping on a real tty),
@@ -50,8 +51,9 @@ from shimmfa.core.totp import AuthOutcome
 from shimmfa.errors import ShimMfaError
 from shimmfa.shim.outlet import HangupError, Outlet
 from shimmfa.shim.passthrough import PassThroughSelector
+from shimmfa.shim.pumps import Pump, Tap
 from shimmfa.shim.serialport import Endpoint
-from shimmfa.shim.wire import IN, OUT, READ_SIZE, chunk
+from shimmfa.shim.wire import IN, OUT, READ_SIZE
 
 log = logging.getLogger("shimmfa.relay")
 
@@ -69,17 +71,6 @@ STORAGE_CHECK = 10.0
 
 class Authenticator(Protocol):
     def authenticate(self, technician_id: str, code: str) -> AuthOutcome: ...
-
-
-class Tap(Protocol):
-    """Where the pumps record a session's traffic (see `wire.chunk`)."""
-
-    @property
-    def mono0(self) -> float: ...
-
-    def sink(self) -> bytearray | None: ...
-
-    def recorded(self, code: int, count: int) -> None: ...
 
 
 class Sessions(Protocol):
@@ -131,7 +122,7 @@ class Relay:
         self._on_ready = on_ready
         self._on_device_carrier = on_device_carrier
         self._record = sessions.record
-        self._tech_pump: Callable[[], bool] | None = None
+        self._tech_pump: Pump | None = None
         self.tech: Endpoint | None = None
         self.dev: Endpoint | None = None
         self._tech_out: Outlet | None = None
@@ -218,7 +209,7 @@ class Relay:
         if self._fast is not None:
             self._fast.run_inline(fd, None)
 
-    def _add_pump(self, fd: int, pump: Callable[[], bool]) -> None:
+    def _add_pump(self, fd: int, pump: Pump) -> None:
         """Read `fd` with a session's pump, straight from the selector if it can."""
         self._loop.add_reader(fd, pump)
         if self._fast is not None:
@@ -398,7 +389,7 @@ class Relay:
                 if not self._dev_out.write(action.data) and self.tech is not None:
                     if self._tech_pump is None:
                         raise RuntimeError("ForwardToDevice before the session's readers")
-                    self._pause(self.tech, self._dev_out, self._tech_pump)
+                    self._pause(self._tech_pump)
             elif isinstance(action, Authenticate):
                 self._authenticate(action)
             elif isinstance(action, SessionOpened):
@@ -471,8 +462,8 @@ class Relay:
             log.info("discarded %d bytes of device output while the gate was closed", discarded)
         now = time.monotonic()
         self._session_started = self._last_activity = now
-        self._tech_pump = self._pump(self.tech, self._dev_out, self._technician_gone, "in")
-        device_to_tech = self._pump(self.dev, self._tech_out, self._device_gone, "out")
+        self._tech_pump = self._pump(self.tech, self._dev_out, self._technician_gone, IN)
+        device_to_tech = self._pump(self.dev, self._tech_out, self._device_gone, OUT)
         if self._gate.awaiting_lf:
             self._add_reader(self.tech.fd, self._guarded(self._first_tech_read))
         else:
@@ -503,61 +494,36 @@ class Relay:
         self._execute(self._gate.receive(data, self._last_activity))
 
     def _pump(
-        self, source: Endpoint, outlet: Outlet | None, gone: Callable[[str], None], direction: str
-    ) -> Callable[[], bool]:
-        """The reader of `source` for this session: `wire.chunk` reads a
-        chunk, packs it into the recorder's batch and writes it to `outlet`;
-        then the time is noted and the recorder counts it. Its own fail-safe
-        guard (one call less than `_guarded`); everything it needs is in
-        locals. True when that is all it did (see `PassThroughSelector`)."""
+        self, source: Endpoint, outlet: Outlet | None, gone: Callable[[str], None], code: int
+    ) -> Pump:
+        """The reader of `source` for this session (see `pumps`)."""
         if outlet is None:
             raise RuntimeError("session opened without both ports")
-        tap, clock = self._sessions.tap, time.monotonic
-        src, dst = source.fd, outlet.fd
-        code = IN if direction == "in" else OUT
+        return Pump(
+            source.fd,
+            outlet,
+            code,
+            self._sessions.tap,
+            gone=gone,
+            touch=self._touch,
+            pause=self._pause,
+            fail_safe=self._fail_safe,
+        )
 
-        def pump() -> bool:
-            try:
-                sink = tap.sink()
-                result = chunk(src, -1 if outlet.backlog else dst, sink, code, tap.mono0)
-                if isinstance(result, int):
-                    if result > 0:
-                        self._last_activity = clock()
-                        if sink is not None:
-                            tap.recorded(code, result)
-                        return True
-                    if result == -errno.EAGAIN:
-                        return True
-                    if result in (0, -errno.EIO):
-                        gone("end of file")
-                        return False
-                    raise OSError(-result, os.strerror(-result))
-                count, rest, error = result
-                if error:
-                    outlet.failed(OSError(error, os.strerror(error)))
-                else:
-                    outlet.queue(rest)
-                    self._pause(source, outlet, pump)
-                self._last_activity = clock()
-                if sink is not None:
-                    tap.recorded(code, count)
-                return False
-            except Exception as exc:
-                self._fail_safe(exc)
-                return False
+    def _touch(self) -> None:
+        self._last_activity = time.monotonic()
 
-        return pump
-
-    def _pause(self, source: Endpoint, outlet: Outlet, reader: Callable[[], bool]) -> None:
-        """Stop reading `source` until `outlet` has written its backlog."""
-        fd = source.fd
+    def _pause(self, pump: Pump) -> None:
+        """Stop reading `pump`'s source until its outlet has written its backlog."""
+        fd = pump.src
         self._remove_reader(fd)
 
         def resume() -> None:
-            if source.fd == fd and self._gate.state is GateState.OPEN:
-                self._add_pump(fd, reader)
+            source = self.tech if pump.code == IN else self.dev
+            if source is not None and source.fd == fd and self._gate.state is GateState.OPEN:
+                self._add_pump(fd, pump)
 
-        outlet.when_drained(resume)
+        pump.outlet.when_drained(resume)
 
     def _idle(self) -> None:
         if self._gate.state is not GateState.OPEN:

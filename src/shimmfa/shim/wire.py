@@ -1,12 +1,15 @@
 """The relay's step for one chunk: read it, record it, write it.
 
 `chunk(src, dst, sink, code, mono0)` is the whole per-chunk work of the
-relay's hot path (`Relay._pump`). It is built in C (`_wire.c`) when the
-package is installed with a compiler at hand, which cuts the relay's own
-latency roughly in half (benchmarks/relay_bench.py: p50 1.10x socat against
-1.2x); otherwise, or with SHIMMFA_PURE_PYTHON=1 in the environment, the
-Python version below does the same thing. Both are tested against the same
-cases (tests/shim/test_wire.py).
+relay's hot path (`pumps.Pump`). It is built in C (`_wire.c`) when the
+package is installed with a compiler at hand, together with `spin_c`, the
+event loop's wait that runs the chunk step itself for the session's two
+readers (`pumps.spin`): relayed bytes then cost no Python at all
+(benchmarks/relay_bench.py: p50 0.96x socat's, against 1.13x with the C
+step alone and 1.2x in Python). Otherwise, or with SHIMMFA_PURE_PYTHON=1 in
+the environment, the Python version below does the same work, one chunk per
+turn of the selector. Both steps are tested against the same cases
+(tests/shim/test_wire.py; spin in tests/shim/test_spin.py).
 
 Rules (the same for both):
 - Read at most READ_SIZE bytes from the non-blocking fd `src`.
@@ -68,6 +71,11 @@ def chunk_python(src: int, dst: int, sink: bytearray | None, code: int, mono0: f
     return (len(data), data[written:], 0)
 
 
+Routes = tuple[tuple[int, int, int], ...]
+SpinResult = tuple[list[tuple[int, int]], tuple[int, ...], int, tuple[int, Chunk] | None]
+SpinFunction = Callable[[int, float, Routes, bytearray | None, float, int], SpinResult]
+
+
 def _load() -> tuple[ChunkFunction, str]:
     """The step to use, and a line saying which (the daemon logs it)."""
     if os.environ.get(PURE_PYTHON_VARIABLE):
@@ -79,8 +87,24 @@ def _load() -> tuple[ChunkFunction, str]:
     if (_wire.READ_SIZE, _wire.ENTRY_SIZE) != (READ_SIZE, ENTRY.size):
         return chunk_python, "in Python (the built C step does not match this version)"
     c_chunk: ChunkFunction = _wire.chunk
-    return c_chunk, "in C (shimmfa.shim._wire)"
+    return c_chunk, "in C (shimmfa.shim._wire), relaying from the event loop's wait"
 
 
 chunk, STEP = _load()
 ACCELERATED = chunk is not chunk_python
+spin_c: SpinFunction | None = None
+"""`spin(epfd, timeout, routes, sink, mono0, batch_bytes)`, in C only (with
+the C step): wait on the epoll fd `epfd` up to `timeout` seconds (< 0: no
+limit) and, for each event that is exactly EPOLLIN on a route's `src`, do
+`chunk(src, dst, sink, code, mono0)` for that route (code, dst) right there.
+Returns `(events, moved, last_entry, stop)` as soon as there is anything for
+Python to do: the events it did not handle (fd, mask); per route, the bytes
+moved in full; the offset in `sink` of the last entry it packed (-1: none);
+and None, or (route index, result) for the chunk whose result was not plain
+success or EAGAIN (its bytes are in `sink`, not in `moved`). It runs no
+chunk once `sink` holds `batch_bytes` or after a `stop` (the fds are
+level-triggered: their events come back). EINTR returns at once."""
+if ACCELERATED:
+    from shimmfa.shim import _wire  # type: ignore[attr-defined]
+
+    spin_c = _wire.spin
