@@ -52,7 +52,7 @@ class Tap(Protocol):
 class Pump:
     """Reads `src`, records, writes `outlet`: one direction of a session."""
 
-    __slots__ = ("src", "outlet", "code", "tap", "_gone", "_touch", "_pause", "fail_safe")
+    __slots__ = ("src", "outlet", "code", "tap", "_gone", "touch", "_pause", "fail_safe")
 
     def __init__(
         self,
@@ -67,7 +67,7 @@ class Pump:
         fail_safe: Callable[[BaseException], None],
     ) -> None:
         self.src, self.outlet, self.code, self.tap = src, outlet, code, tap
-        self._gone, self._touch, self._pause = gone, touch, pause
+        self._gone, self.touch, self._pause = gone, touch, pause
         self.fail_safe = fail_safe
 
     def route(self) -> tuple[int, int, int]:
@@ -85,7 +85,7 @@ class Pump:
             result = chunk(self.src, dst, sink, self.code, tap.mono0)
             count = result if isinstance(result, int) else result[0]
             if count > 0:
-                self._touch()
+                self.touch()
                 if sink is not None:
                     last = len(sink) - ENTRY.size - count
                     if self.code == IN:
@@ -140,7 +140,7 @@ def spin(epfd: int, timeout: float | None, pumps: tuple[Pump, ...]) -> tuple[Eve
         if stop is not None and not isinstance(stop[1], int):
             counts[stop[0]] += stop[1][0]
         if any(counts):
-            first._touch()
+            first.touch()
             if sink is not None:
                 count_in = sum(c for pump, c in zip(pumps, counts, strict=True) if pump.code == IN)
                 tap.recorded(count_in, sum(counts) - count_in, last_entry)

@@ -389,7 +389,7 @@ class Relay:
                 if not self._dev_out.write(action.data) and self.tech is not None:
                     if self._tech_pump is None:
                         raise RuntimeError("ForwardToDevice before the session's readers")
-                    self._pause(self._tech_pump)
+                    self._pause(self.tech, self._tech_pump)
             elif isinstance(action, Authenticate):
                 self._authenticate(action)
             elif isinstance(action, SessionOpened):
@@ -506,21 +506,20 @@ class Relay:
             self._sessions.tap,
             gone=gone,
             touch=self._touch,
-            pause=self._pause,
+            pause=lambda pump: self._pause(source, pump),
             fail_safe=self._fail_safe,
         )
 
     def _touch(self) -> None:
         self._last_activity = time.monotonic()
 
-    def _pause(self, pump: Pump) -> None:
-        """Stop reading `pump`'s source until its outlet has written its backlog."""
-        fd = pump.src
+    def _pause(self, source: Endpoint, pump: Pump) -> None:
+        """Stop reading `source` until `pump`'s outlet has written its backlog."""
+        fd = source.fd
         self._remove_reader(fd)
 
         def resume() -> None:
-            source = self.tech if pump.code == IN else self.dev
-            if source is not None and source.fd == fd and self._gate.state is GateState.OPEN:
+            if source.fd == fd and self._gate.state is GateState.OPEN:
                 self._add_pump(fd, pump)
 
         pump.outlet.when_drained(resume)
