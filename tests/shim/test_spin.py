@@ -20,7 +20,9 @@ from shimmfa.shim.wire import IN, OUT
 
 from .test_wire import drain, entries, nonblocking
 
-pytestmark = pytest.mark.skipif(wire.spin_c is None, reason="the C step is not built")
+pytestmark = pytest.mark.skipif(
+    wire.spin_c is None, reason="the C wait is not in use (not built, or SHIMMFA_PURE_PYTHON set)"
+)
 BATCH = 64 << 10
 SHORT = 0.01  # a wait that is meant to end with nothing to do
 
