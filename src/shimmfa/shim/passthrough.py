@@ -97,7 +97,7 @@ class PassThroughSelector(selectors.EpollSelector):
                 key = keys.get(fd) if mask else None
                 if key is not None and mask & key.events:
                     ready.append((key, mask & key.events))
-            if ready or not quiet or self._changed or not inline:
+            if ready or not quiet or self._changed:
                 return ready
             if deadline is not None:
                 timeout = deadline - time.monotonic()
