@@ -454,6 +454,45 @@ def test_success_resets_the_backoff() -> None:
     assert _fail_once(gate, now).backoff_seconds == 1
 
 
+def test_a_restored_backoff_holds_input_for_what_is_left_and_keeps_doubling() -> None:
+    before = GateMachine(GateConfig(echo=False, backoff_initial=1, backoff_max=60))
+    now = T0
+    for _ in range(3):
+        now += _fail_once(before, now).backoff_seconds
+    _fail_once(before, now)  # the 4th failure: 8 s
+    assert before.failures == 4
+    left = before.backoff_remaining(now + 3)
+    assert left == 5
+
+    after = GateMachine(GateConfig(echo=False, backoff_initial=1, backoff_max=60))
+    after.restore_backoff(before.failures, left, 1000.0)  # a new monotonic clock
+
+    held = after.receive(b"alice@example.org 123456\r", 1004.9)
+    assert not of_type(held, Authenticate)
+    assert of_type(held, Discarded)
+    assert after.receive(b"alice@example.org 123456\r", 1005.0) == [Authenticate(ALICE, "123456")]
+    failed = of_type(after.auth_done(_real_outcome(AuthResult.BAD_CODE), None, 1005.0), AuthFailed)
+    assert [a.backoff_seconds for a in failed if isinstance(a, AuthFailed)] == [16]
+
+
+@pytest.mark.parametrize(
+    ("remaining", "held_for"), [(-30.0, 0.0), (0.0, 0.0), (10**9, 60.0), (float("inf"), 60.0)]
+)
+def test_a_restored_backoff_is_clamped_to_one_full_backoff(
+    remaining: float, held_for: float
+) -> None:
+    gate = GateMachine(GateConfig(echo=False, backoff_initial=1, backoff_max=60))
+    gate.restore_backoff(7, remaining, T0)
+    assert gate.backoff_remaining(T0) == held_for
+    assert gate.failures == 7
+
+
+def test_a_restored_backoff_is_ignored_when_backoff_is_disabled() -> None:
+    gate = GateMachine(GateConfig(echo=False, backoff_initial=0))
+    gate.restore_backoff(5, 30.0, T0)
+    assert gate.receive(b"alice@example.org 123456\r", T0) == [Authenticate(ALICE, "123456")]
+
+
 # -- device output, session end, locks, emergency stop -----------------------------------
 
 

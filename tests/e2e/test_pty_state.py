@@ -69,3 +69,24 @@ def test_a_lockout_survives_a_restart_until_unlocked(make_shim):
     rig.tech.send(b"alice is back\r")
     rig.dev.read_until(b"alice is back\r")
     assert rig.dev.received == b"alice is back\r"
+
+
+def test_a_restart_does_not_reset_the_ports_backoff(make_shim):
+    rig = make_shim(gate={"echo": False, "backoff_initial": 30, "backoff_max": 30})
+    alice = "alice@example.org"
+    rig.tech.send(f"{alice} {rig.wrong_code(alice)}\r".encode())
+    assert rig.tech.read_until(b"\r\n> ") == FAILURE
+
+    stop_within_a_second(rig)
+    rig.start()
+    rig.tech.send(f"{alice} {rig.code(alice)}\r".encode())
+
+    notice = rig.tech.read_until(b"\r\n> ")
+    match = re.fullmatch(
+        rb"\r\nToo many failed attempts: input ignored for (\d+) s\.\r\n> ", notice
+    )
+    assert match is not None, notice
+    assert 20 <= int(match.group(1)) <= 30
+    assert auth_results(rig.daemon.log_text()) == []
+    assert "1 failed login(s) in a row before the restart" in rig.daemon.log_text()
+    assert rig.dev.received == b""

@@ -20,7 +20,8 @@ from shimmfa.errors import StateError, TechnicianError
 from shimmfa.shim import technicians
 from shimmfa.shim.config import parse_settings
 from shimmfa.shim.settings import Settings
-from shimmfa.shim.state import StateStore, TechnicianDirectory
+from shimmfa.shim.state import StateStore
+from shimmfa.shim.technicians import TechnicianDirectory
 
 SECRET = "HXDMVJECJJWSRB3HWIZR4IFUGFTMXBOZ"  # noqa: S105 - test secret
 CONFIG_SECRET = "MJXWELLTMVRXEZLUFVXWMLJSGAWWE6LU"  # noqa: S105 - test secret

@@ -14,7 +14,8 @@ executes the actions it gets back; it decides nothing itself. Rules:
 - Every authentication failure gets the same reply; the precise reason is in
   the `AuthFailed` action, for the log. Consecutive failures at this port
   start a backoff (initial, doubling, capped); input during a backoff is
-  discarded with one notice per backoff.
+  discarded with one notice per backoff. `restore_backoff` carries the
+  count and what is left of a backoff over a restart (shim/port_backoff).
 - Bytes that follow the auth line in the same read are forwarded once the
   session is open. Device output outside OPEN is discarded and counted.
 - States the transition table does not cover leave the port closed.
@@ -186,6 +187,24 @@ class GateMachine:
         if self.state is GateState.LOCKED:
             return [Discarded(len(data), "gate locked")] if data else []
         return [Discarded(len(data), "emergency stop")] if data else []
+
+    @property
+    def failures(self) -> int:
+        """Consecutive authentication failures at this port (0 after a login)."""
+        return self._failures
+
+    def backoff_remaining(self, now: float) -> float:
+        """Seconds of the current backoff left at `now` (0 if none)."""
+        return max(0.0, self._backoff_until - now)
+
+    def restore_backoff(self, failures: int, remaining: float, now: float) -> None:
+        """Carry the port's failures and backoff over a restart. `remaining`
+        is clamped to [0, backoff_max]: a clock that jumped between the two
+        runs cannot hold the port for longer than one full backoff."""
+        self._failures = max(0, failures)
+        wait = min(max(remaining, 0.0), self.config.backoff_max)
+        self._backoff_until = now + (wait if self.config.backoff_initial > 0 else 0.0)
+        self._backoff_noticed = False
 
     @property
     def locks(self) -> frozenset[str]:

@@ -32,6 +32,7 @@ from shimmfa.shim.heartbeats import HeartbeatSource
 from shimmfa.shim.keys import ShimKeys, init_keys
 from shimmfa.shim.outbox import Outbox, OutboxSender
 from shimmfa.shim.passthrough import PassThroughSelector
+from shimmfa.shim.port_backoff import PortBackoff
 from shimmfa.shim.pumps import SPIN
 from shimmfa.shim.recorder_events import OutboxSiem
 from shimmfa.shim.recorder_process import RecorderProcess
@@ -40,7 +41,8 @@ from shimmfa.shim.sensors import build_sensors, wire_detector
 from shimmfa.shim.serialport import Endpoint, open_endpoint
 from shimmfa.shim.settings import Settings
 from shimmfa.shim.sinks import build_sink
-from shimmfa.shim.state import StateStore, TechnicianDirectory
+from shimmfa.shim.state import StateStore
+from shimmfa.shim.technicians import TechnicianDirectory
 
 log = logging.getLogger("shimmfa.daemon")
 
@@ -177,9 +179,12 @@ def _serve(
     def open_device() -> Endpoint:
         return open_endpoint(serial.device_side_path, serial, technician_side=False)
 
+    gate = _gate_machine(settings)
+    backoff = PortBackoff(store, gate)
+    backoff.restore()
     relay = Relay(
         loop,
-        _gate_machine(settings),
+        gate,
         AuditedAuthenticator(build_gate(settings, store), alerts),
         RecordedSessions(recorder, alerts, OutboxSiem(alerts.outbox, settings.shim.id)),
         open_technician,
@@ -189,6 +194,7 @@ def _serve(
         on_ready=_ports_ready,
         on_device_carrier=modem.update if modem is not None else None,
         pass_through=selector,
+        on_auth_decided=backoff.save,
     )
     detector = wire_detector(
         loop, relay, settings, store, alerts, heartbeats, recorder, sensors, boot

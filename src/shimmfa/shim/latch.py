@@ -16,7 +16,8 @@ from shimmfa.shim.alerts import Alerts, AuditedAuthenticator
 from shimmfa.shim.daemon import build_gate
 from shimmfa.shim.outbox import Outbox
 from shimmfa.shim.settings import Settings
-from shimmfa.shim.state import StateStore, TechnicianDirectory
+from shimmfa.shim.state import StateStore
+from shimmfa.shim.technicians import TechnicianDirectory
 
 
 class ResetRefusedError(TechnicianError):

@@ -109,6 +109,7 @@ class Relay:
         on_ready: Callable[[], None] | None = None,
         on_device_carrier: Callable[[tuple[bool, bool] | None], None] | None = None,
         pass_through: PassThroughSelector | None = None,
+        on_auth_decided: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._fast = pass_through
@@ -121,6 +122,7 @@ class Relay:
         self._max_duration = max_duration
         self._on_ready = on_ready
         self._on_device_carrier = on_device_carrier
+        self._on_auth_decided = on_auth_decided
         self._record = sessions.record
         self._tech_pump: Pump | None = None
         self.tech: Endpoint | None = None
@@ -440,6 +442,8 @@ class Relay:
                     log.error("session for %s refused: %s", outcome.technician_id, exc)
             log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
             actions = self._gate.auth_done(outcome, session_id, time.monotonic())
+            if self._on_auth_decided is not None:
+                self._on_auth_decided()  # e.g. store the port's backoff, before the reply
             last = actions[-1] if actions else None
             pending = last if isinstance(last, Authenticate) else None
             if pending is not None:

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +89,15 @@ _SCHEMA = [
         reason TEXT NOT NULL,
         at REAL NOT NULL,
         detail TEXT NOT NULL
+    );
+    """,
+    # version 5: the login backoff of a port (shim/port_backoff.py), so that a
+    # restart does not reset it; `until` is wall-clock time
+    """
+    CREATE TABLE port_backoff (
+        port TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        until REAL NOT NULL
     );
     """,
 ]
@@ -251,6 +260,22 @@ class StateStore:
             row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0])
 
+    # -- a port's login backoff (shim.port_backoff) ----------------------------
+
+    def port_backoff(self, port: str) -> tuple[int, float]:
+        """Consecutive failures at `port` and the wall time its backoff ends."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT failures, until FROM port_backoff WHERE port = ?", (port,)
+            ).fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, 0.0)
+
+    def set_port_backoff(self, port: str, failures: int, until: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO port_backoff VALUES (?, ?, ?)", (port, failures, until)
+            )
+
     # -- tamper latch (shim.tamper.LatchStore) --------------------------------
 
     def latch(self) -> Latch | None:
@@ -378,29 +403,3 @@ class StateStore:
         with self._lock:
             rows = self._db.execute("SELECT at, action, subject, detail FROM audit ORDER BY id")
             return [AuditEntry(r[0], r[1], r[2], json.loads(r[3])) for r in rows.fetchall()]
-
-
-class TechnicianDirectory(Mapping[str, TechnicianRecord]):
-    """Technicians from the config file and the state DB, looked up live so
-    that `shimmfa technician add` takes effect without a restart."""
-
-    def __init__(self, from_config: Mapping[str, TechnicianRecord], store: StateStore) -> None:
-        self._config = dict(from_config)
-        self._store = store
-
-    def __getitem__(self, technician_id: str) -> TechnicianRecord:
-        record = self._config.get(technician_id) or self._store.technician(technician_id)
-        if record is None:
-            raise KeyError(technician_id)
-        return record
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._config
-        yield from (t for t in self._store.technician_ids() if t not in self._config)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-    def conflicts(self) -> list[str]:
-        """IDs defined both in the config file and the DB."""
-        return sorted(set(self._config) & set(self._store.technician_ids()))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from shimmfa.core.totp import (
@@ -21,7 +22,33 @@ from shimmfa.core.totp import (
 )
 from shimmfa.errors import TechnicianError
 from shimmfa.shim.settings import Settings, check_identifier
-from shimmfa.shim.state import StateStore, TechnicianDirectory
+from shimmfa.shim.state import StateStore
+
+
+class TechnicianDirectory(Mapping[str, TechnicianRecord]):
+    """Technicians from the config file and the state DB, looked up live so
+    that `shimmfa technician add` takes effect without a restart."""
+
+    def __init__(self, from_config: Mapping[str, TechnicianRecord], store: StateStore) -> None:
+        self._config = dict(from_config)
+        self._store = store
+
+    def __getitem__(self, technician_id: str) -> TechnicianRecord:
+        record = self._config.get(technician_id) or self._store.technician(technician_id)
+        if record is None:
+            raise KeyError(technician_id)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._config
+        yield from (t for t in self._store.technician_ids() if t not in self._config)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def conflicts(self) -> list[str]:
+        """IDs defined both in the config file and the DB."""
+        return sorted(set(self._config) & set(self._store.technician_ids()))
 
 
 @dataclass(frozen=True, slots=True)
