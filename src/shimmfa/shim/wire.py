@@ -30,6 +30,7 @@ import errno
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from shimmfa.core.recording import ENTRY
 
@@ -76,23 +77,24 @@ SpinResult = tuple[list[tuple[int, int]], tuple[int, ...], int, tuple[int, Chunk
 SpinFunction = Callable[[int, float, Routes, bytearray | None, float, int], SpinResult]
 
 
-def _load() -> tuple[ChunkFunction, str]:
-    """The step to use, and a line saying which (the daemon logs it)."""
+def _load() -> tuple[Any, str]:
+    """The built C module (None to use the Python step), and a line saying
+    which step runs (the daemon logs it)."""
     if os.environ.get(PURE_PYTHON_VARIABLE):
-        return chunk_python, f"in Python ({PURE_PYTHON_VARIABLE} is set)"
+        return None, f"in Python ({PURE_PYTHON_VARIABLE} is set)"
     try:
         from shimmfa.shim import _wire  # type: ignore[attr-defined]
     except ImportError as exc:
-        return chunk_python, f"in Python (the C step is not built: {exc})"
+        return None, f"in Python (the C step is not built: {exc})"
     if (_wire.READ_SIZE, _wire.ENTRY_SIZE) != (READ_SIZE, ENTRY.size):
-        return chunk_python, "in Python (the built C step does not match this version)"
-    c_chunk: ChunkFunction = _wire.chunk
-    return c_chunk, "in C (shimmfa.shim._wire), relaying from the event loop's wait"
+        return None, "in Python (the built C step does not match this version)"
+    return _wire, "in C (shimmfa.shim._wire), relaying from the event loop's wait"
 
 
-chunk, STEP = _load()
-ACCELERATED = chunk is not chunk_python
-spin_c: SpinFunction | None = None
+_C, STEP = _load()
+chunk: ChunkFunction = chunk_python if _C is None else _C.chunk
+ACCELERATED = _C is not None
+spin_c: SpinFunction | None = None if _C is None else _C.spin
 """`spin(epfd, timeout, routes, sink, mono0, batch_bytes)`, in C only (with
 the C step): wait on the epoll fd `epfd` up to `timeout` seconds (< 0: no
 limit) and, for each event that is exactly EPOLLIN on a route's `src`, do
@@ -104,7 +106,3 @@ and None, or (route index, result) for the chunk whose result was not plain
 success or EAGAIN (its bytes are in `sink`, not in `moved`). It runs no
 chunk once `sink` holds `batch_bytes` or after a `stop` (the fds are
 level-triggered: their events come back). EINTR returns at once."""
-if ACCELERATED:
-    from shimmfa.shim import _wire  # type: ignore[attr-defined]
-
-    spin_c = _wire.spin
