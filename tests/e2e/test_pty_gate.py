@@ -4,9 +4,11 @@ reaching the device."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +172,36 @@ def test_backoff_ignores_input_briefly_after_a_failure(make_shim):
     assert len(re.findall(r"auth failure", rig.daemon.log_text())) == 1
     rig.login(alice)
     assert rig.dev.received == b""
+
+
+SEED_CONFIG = Path(__file__).resolve().parent.parent / "vectors" / "seed-config.example.yaml"
+
+
+def test_the_seeds_example_config_runs_with_only_its_paths_changed(make_shim):
+    rig = make_shim(start=False)
+    text = SEED_CONFIG.read_text(encoding="utf-8")
+    for old, new in (
+        ('"/tmp/shim-tech"', json.dumps(str(rig.tech_link))),
+        ('"/tmp/shim-dev"', json.dumps(str(rig.dev_link))),
+        ('"/var/lib/shim"', json.dumps(str(rig.storage))),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    rig.config.write_text(text, encoding="utf-8")
+    rig.start()
+
+    # The seed's 80-bit secret is too short for pyotp; Debian's oathtool takes it.
+    code = subprocess.run(
+        ["oathtool", "--totp", "-b", "JBSWY3DPEHPK3PXP"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    rig.login("alice@example.org", code)
+    rig.tech.send(b"status\r")
+    rig.dev.read_until(b"status\r")
+
+    assert rig.dev.received == b"status\r"
+    log = rig.daemon.log_text()
+    assert "shim-empump-001" in log
+    assert "JBSWY3DPEHPK3PXP" not in log
