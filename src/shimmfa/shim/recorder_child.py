@@ -150,10 +150,10 @@ class _Block:
 
 READ_BUFFER = 4 << 20  # holds any whole message: a batch is at most a frame
 BATCH_BYTES = 256 << 10
-# 1 ms, not 5: in four interleaved runs of 14 rounds on the 2-vCPU machine,
-# bulk against socat was 0.84-0.87 with 1 ms, 0.82-0.88 with 2 ms and
-# 0.80-0.83 with 5 ms (20 ms lets the pipe fill: 0.62). Shorter bursts of
-# sealing get in the wire's way less than longer ones.
+# 1 ms, not 5: in interleaved runs of 10-14 rounds on the 2-vCPU machine,
+# bulk against socat was 0.84-0.87 with 1 ms (2 runs), 0.82-0.88 with 2 ms
+# (4) and 0.80-0.83 with 5 ms (4); 20 ms lets the pipe fill (0.62). Shorter
+# bursts of sealing get in the wire's way less than longer ones.
 BATCH_PAUSE = 0.001
 
 
