@@ -30,7 +30,7 @@ from typing import Protocol
 
 from shimmfa.core.recording import ENTRY
 from shimmfa.shim.outlet import Outlet
-from shimmfa.shim.wire import IN, Chunk, chunk, spin_c
+from shimmfa.shim.wire import IN, Chunk, by_direction, chunk, spin_c
 
 Events = list[tuple[int, int]]
 
@@ -87,11 +87,7 @@ class Pump:
             if count > 0:
                 self.touch()
                 if sink is not None:
-                    last = len(sink) - ENTRY.size - count
-                    if self.code == IN:
-                        tap.recorded(count, 0, last)
-                    else:
-                        tap.recorded(0, count, last)
+                    tap.recorded(*by_direction(self.code, count), len(sink) - ENTRY.size - count)
             if isinstance(result, int) and result > 0:
                 return True
             return self.settle(result)

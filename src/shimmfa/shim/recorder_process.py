@@ -56,7 +56,7 @@ from shimmfa.shim.recorder import (
     StorageExhaustedError,
 )
 from shimmfa.shim.recorder_child import BATCH_COUNTS
-from shimmfa.shim.wire import IN, OUT, READ_SIZE
+from shimmfa.shim.wire import IN, OUT, READ_SIZE, by_direction
 
 log = logging.getLogger("shimmfa.recorder")
 
@@ -257,8 +257,7 @@ class RecorderProcess:
             entry = len(self._pending)
             self._pending += ENTRY.pack(bytes((code,)), monotonic, wall, len(piece))
             self._pending += piece
-            count = len(piece)
-            self.recorded(count if code == IN else 0, 0 if code == IN else count, entry)
+            self.recorded(*by_direction(code, len(piece)), entry)
 
     def _flush_due(self) -> None:
         self._flush_armed = False

@@ -39,6 +39,13 @@ IN, OUT = ord("i"), ord("o")  # the entry codes of the two directions (ENTRY's f
 PURE_PYTHON_VARIABLE = "SHIMMFA_PURE_PYTHON"
 
 Chunk = int | tuple[int, bytes, int]
+
+
+def by_direction(code: int, count: int) -> tuple[int, int]:
+    """`count` bytes of direction `code` as (bytes in, bytes out)."""
+    return (count, 0) if code == IN else (0, count)
+
+
 ChunkFunction = Callable[[int, int, bytearray | None, int, float], Chunk]
 
 
