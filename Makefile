@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # oathtool (crypto cross-checks), asciinema (playback), rsyslog + TLS (the
 # SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
 # full on a loop file), openssl (signature vector); gcc, libc6-dev and
-# python3-dev build the relay's C step (src/shimmfa/shim/_wire.c) at install.
+# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install.
 DEBIAN_PACKAGES := socat age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl \
 	gcc libc6-dev python3-dev
 
@@ -32,7 +32,7 @@ bench: system venv
 lint: venv
 	gcc -fsyntax-only -std=gnu11 -Wall -Wextra -Werror \
 		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
-		src/shimmfa/shim/_wire.c
+		src/shimmfa/shim/link/_wire.c
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
@@ -45,7 +45,7 @@ venv: $(STAMP)
 
 # After `system`: the install compiles the C step (and falls back to Python
 # without a compiler). Rebuilt when the C source changes.
-$(STAMP): pyproject.toml src/shimmfa/shim/_wire.c | system
+$(STAMP): pyproject.toml src/shimmfa/shim/link/_wire.c | system
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "shimmfa needs Python 3.11 or newer ($(PYTHON) is older)"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
@@ -69,4 +69,4 @@ apt:
 	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES)
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info src/shimmfa/shim/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build src/*.egg-info src/shimmfa/shim/link/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

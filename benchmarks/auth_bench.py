@@ -31,8 +31,8 @@ from shimmfa.core.totp import (
     generate_totp_secret,
     totp_code,
 )
-from shimmfa.shim.state import StateStore
-from shimmfa.shim.technicians import TechnicianDirectory
+from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.technicians import TechnicianDirectory
 
 PERIOD = 30
 TECHNICIANS = 8

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import shimmfa
 import shimmfa.core
 
 CORE = Path(shimmfa.core.__file__).parent
@@ -239,3 +240,71 @@ def test_every_public_class_and_function_of_a_core_module_is_exported(name: str)
 
 def test_pinned_modules_exist() -> None:
     assert set(EXPORTED) <= set(CORE_MODULES)
+
+
+# -- the layout: small files, one folder per concern ------------------------------------------
+
+SRC = Path(shimmfa.__file__).parent
+MAX_LINES = 400
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_no_module_is_over_400_lines(path: Path) -> None:
+    lines = len(path.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(SRC)} has {lines} lines: it is two jobs"
+
+
+def test_the_shim_package_shows_its_parts_at_a_glance() -> None:
+    shim = SRC / "shim"
+    entries = sorted(p.name for p in shim.iterdir() if p.name != "__pycache__")
+    assert len(entries) <= 10, entries
+    packages = [p for p in shim.iterdir() if (p / "__init__.py").is_file()]
+    assert {p.name for p in packages} == {"link", "recorder", "reporting", "state", "tamper"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        info.name
+        for info in pkgutil.walk_packages(shimmfa.__path__, "shimmfa.")
+        if info.ispkg and info.name != "shimmfa.cli"
+    ),
+)
+def test_every_package_says_what_it_is_and_what_it_may_import(name: str) -> None:
+    doc = importlib.import_module(name).__doc__ or ""
+    assert len(doc.split()) >= 12, f"{name} has no docstring saying what it is"
+    if name.startswith("shimmfa.shim.") or name == "shimmfa.transport":
+        assert "import" in doc, f"{name}'s docstring does not say what it may import"
+
+
+SEED_PATHS = {
+    "shimmfa.shim.recorder": {
+        "Direction",
+        "SessionMeta",
+        "SessionRecorder",
+        "SiemTransport",
+        "StorageExhaustedError",
+    },
+    "shimmfa.shim.tamper": {
+        "FileSensor",
+        "GpioSensor",
+        "HeartbeatRecord",
+        "Latch",
+        "LatchStore",
+        "ModemSensor",
+        "NullSensor",
+        "TamperDetector",
+        "TamperEvent",
+        "TamperSensor",
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_PATHS))
+def test_the_seed_names_stay_where_the_seed_put_them_as_re_exports(name: str) -> None:
+    package = importlib.import_module(name)
+    assert set(package.__all__) == SEED_PATHS[name]
+    for member in package.__all__:
+        value = getattr(package, member)
+        defined_in = getattr(value, "__module__", name)
+        assert defined_in != name, f"{name}.{member} is a copy, not a re-export"

@@ -28,9 +28,9 @@ from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import decode_secret, totp_code
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
-from shimmfa.shim.recordings import open_recording, raw_bytes, verify_file
-from shimmfa.shim.state import StateStore
-from shimmfa.shim.technicians import enrol, uri_for
+from shimmfa.shim.recorder.files import open_recording, raw_bytes, verify_file
+from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.technicians import enrol, uri_for
 
 TECHNICIAN = "demo@example.org"
 QUIT = 0x1D  # Ctrl-]

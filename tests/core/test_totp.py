@@ -40,8 +40,8 @@ from shimmfa.core.totp import (
     provisioning_uri,
     totp_code,
 )
-from shimmfa.shim.state import StateStore
-from shimmfa.shim.technicians import TechnicianDirectory
+from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.technicians import TechnicianDirectory
 
 T = TypeVar("T")
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"

@@ -1,7 +1,7 @@
 """What the daemon's `file` SIEM transport wrote, read back for end-to-end tests.
 
 Rules:
-- The daemon appends one JSON object per event and fsyncs it (shim/sinks.py
+- The daemon appends one JSON object per event and fsyncs it (transport/sinks.py
   `FileSink`); a line without its newline is still being written and is not
   read yet.
 - Waiting is for a condition with a deadline, never a fixed sleep.

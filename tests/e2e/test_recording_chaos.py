@@ -32,7 +32,7 @@ from recording_tools import (
 )
 
 from shimmfa.core.recording_reader import verify as read_verdict
-from shimmfa.shim.recordings import open_recording, unwrap_dek
+from shimmfa.shim.recorder.files import open_recording, unwrap_dek
 from waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -22,9 +22,11 @@ import rsyslog_rig
 from rsyslog_rig import HungReceiver, Rsyslog
 
 from shimmfa.core.events import CATALOGUE, Event
-from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
+from shimmfa.shim.reporting.outbox import Outbox, new_event
 from shimmfa.shim.settings import SiemSection
-from shimmfa.shim.sinks import SyslogSink, build_sink
+from shimmfa.transport.build import build_sink
+from shimmfa.transport.sender import OutboxSender
+from shimmfa.transport.syslog import SyslogSink
 from waiting import wait_for
 
 pytestmark = [pytest.mark.e2e]

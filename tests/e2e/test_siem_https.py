@@ -18,9 +18,10 @@ import rsyslog_rig
 from rsyslog_rig import Pki
 
 from shimmfa.core.events import from_json
-from shimmfa.shim.outbox import Outbox, OutboxSender, new_event
+from shimmfa.shim.reporting.outbox import Outbox, new_event
 from shimmfa.shim.settings import SiemSection
-from shimmfa.shim.sinks import build_sink
+from shimmfa.transport.build import build_sink
+from shimmfa.transport.sender import OutboxSender
 from waiting import wait_for
 
 SHIM = "shim-https"

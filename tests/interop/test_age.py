@@ -16,7 +16,7 @@ import pytest
 
 from shimmfa.core.recording_reader import Status, read, verify
 from shimmfa.shim.recorder import Direction, SessionRecorder
-from shimmfa.shim.recordings import unwrap_dek
+from shimmfa.shim.recorder.files import unwrap_dek
 
 pytestmark = pytest.mark.skipif(
     shutil.which("age") is None or shutil.which("age-keygen") is None,

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from shimmfa.shim.settings import Settings
-    from shimmfa.shim.state import StateStore
+    from shimmfa.shim.state.store import StateStore
 
 MARKUP: Final = "markdown"  # help text paragraphs are joined; `code` shows as code
 
@@ -48,7 +48,7 @@ def load_settings(config: Path) -> Settings:
 
 
 def open_store(settings: Settings) -> StateStore:
-    from shimmfa.shim.state import StateStore
+    from shimmfa.shim.state.store import StateStore
 
     settings.storage_root.mkdir(parents=True, exist_ok=True)
     return StateStore(settings.storage_root)

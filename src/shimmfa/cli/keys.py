@@ -10,7 +10,7 @@ import typer
 from shimmfa.cli.base import ConfigOption, command_group, load_settings
 
 if TYPE_CHECKING:
-    from shimmfa.shim.keys import ShimKeys
+    from shimmfa.shim.state.keys import ShimKeys
 
 app = command_group("The shim's signing key and age identity.")
 integrity_app = command_group("Seal the installed software and config for boot integrity.")
@@ -24,7 +24,7 @@ def _print_keys(keys: ShimKeys) -> None:
 @app.command("init")
 def keys_init(config: ConfigOption) -> None:
     """Create the shim's keys under `<storage.root>/keys/` (never overwrites)."""
-    from shimmfa.shim.keys import init_keys
+    from shimmfa.shim.state.keys import init_keys
 
     settings = load_settings(config)
     keys, created = init_keys(settings.storage_root)
@@ -35,7 +35,7 @@ def keys_init(config: ConfigOption) -> None:
 @app.command("show")
 def keys_show(config: ConfigOption) -> None:
     """Print the public signing key (`ed25519:<base64>`) and the age recipient."""
-    from shimmfa.shim.keys import load_keys
+    from shimmfa.shim.state.keys import load_keys
 
     _print_keys(load_keys(load_settings(config).storage_root))
 
@@ -46,8 +46,8 @@ def integrity_seal(config: ConfigOption) -> None:
     for the boot_integrity sensor. Run it after installing or upgrading."""
     import time
 
-    from shimmfa.shim.integrity import manifest_path, seal
-    from shimmfa.shim.keys import init_keys
+    from shimmfa.shim.state.keys import init_keys
+    from shimmfa.shim.tamper.integrity import manifest_path, seal
 
     settings = load_settings(config)
     keys, _ = init_keys(settings.storage_root)

@@ -38,7 +38,7 @@ def recording_verify(
     frame named), 3 truncated (last good frame and time named)."""
 
     from shimmfa.errors import RecordingError, WrongIdentityError
-    from shimmfa.shim.recordings import verify_file
+    from shimmfa.shim.recorder.files import verify_file
 
     trusted = _trusted(pubkey)
     worst = 0
@@ -75,7 +75,7 @@ def recording_export(
     pubkey: Annotated[str | None, typer.Option(help="Require this shim key.")] = None,
 ) -> None:
     """Decrypt and export: jsonl (the seed's layout), asciicast v2, raw bytes."""
-    from shimmfa.shim import recordings
+    from shimmfa.shim.recorder import files as recordings
 
     if format not in ("jsonl", "asciicast", "raw"):
         raise typer.BadParameter("choose jsonl, asciicast or raw", param_hint="--format")
@@ -114,7 +114,7 @@ def recording_play(
     """Replay what the technician saw, with its timing, in this terminal."""
     import time
 
-    from shimmfa.shim import recordings
+    from shimmfa.shim.recorder import files as recordings
 
     if speed <= 0:
         raise typer.BadParameter("must be positive", param_hint="--speed")
@@ -131,8 +131,8 @@ def recording_list(config: ConfigOption) -> None:
 
     from rich.table import Table
 
-    from shimmfa.shim import recordings
-    from shimmfa.shim.keys import load_keys
+    from shimmfa.shim.recorder import files as recordings
+    from shimmfa.shim.state.keys import load_keys
 
     settings = load_settings(config)
     trusted = load_keys(settings.storage_root).public_key_raw

@@ -38,10 +38,10 @@ def tamper_reset(
 ) -> None:
     """Clear the tamper latch after physical inspection. The operator's code
     is checked like a gate login (replay and lockout apply); audited."""
-    from shimmfa.shim import latch
+    from shimmfa.shim import admin
 
     if not reason.strip():
         raise typer.BadParameter("say what was inspected", param_hint="--reason")
     settings = load_settings(config)
-    latch.reset(settings, open_store(settings), operator, code, reason.strip())
+    admin.reset(settings, open_store(settings), operator, code, reason.strip())
     typer.echo(f"tamper latch cleared by {operator}; the shim accepts logins again.")

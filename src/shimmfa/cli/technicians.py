@@ -39,7 +39,7 @@ def technician_add(
 ) -> None:
     """Enrol a technician with a new 160-bit secret; prints the QR code and URI
     to scan with an authenticator app."""
-    from shimmfa.shim import technicians
+    from shimmfa.shim.state import technicians
 
     if algorithm is not None and algorithm.upper() not in ("SHA1", "SHA256", "SHA512"):
         raise typer.BadParameter("choose SHA1, SHA256 or SHA512", param_hint="--algorithm")
@@ -73,7 +73,7 @@ def technician_list(config: ConfigOption) -> None:
 
     from rich.table import Table
 
-    from shimmfa.shim import technicians
+    from shimmfa.shim.state import technicians
 
     settings = load_settings(config)
     table = Table("technician", "source", "TOTP", "enrolled", "status")
@@ -93,7 +93,7 @@ def technician_uri(
     qr: Annotated[bool, typer.Option(help="Show the QR code in the terminal.")] = True,
 ) -> None:
     """Show a technician's otpauth:// URI (and QR code) again."""
-    from shimmfa.shim import technicians
+    from shimmfa.shim.state import technicians
 
     settings = load_settings(config)
     record = technicians.find(settings, open_store(settings), technician_id)
@@ -103,7 +103,7 @@ def technician_uri(
 @app.command("remove")
 def technician_remove(technician_id: str, config: ConfigOption) -> None:
     """Remove a technician from the state DB (audited)."""
-    from shimmfa.shim import technicians
+    from shimmfa.shim.state import technicians
 
     settings = load_settings(config)
     technicians.remove(open_store(settings), settings, technician_id)
@@ -119,7 +119,7 @@ def technician_unlock(
     ] = "",
 ) -> None:
     """Clear a technician's lockout (audited). The replay counter is kept."""
-    from shimmfa.shim import technicians
+    from shimmfa.shim.state import technicians
 
     settings = load_settings(config)
     who = operator or os.environ.get("SUDO_USER") or os.environ.get("USER") or "unknown"

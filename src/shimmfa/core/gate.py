@@ -26,7 +26,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from shimmfa.core.totp import AuthOutcome, AuthResult
+from shimmfa.core.gate_actions import (
+    Action,
+    Authenticate,
+    AuthFailed,
+    Discarded,
+    FormatRejected,
+    ForwardToDevice,
+    SendToTechnician,
+    SessionClosed,
+    SessionOpened,
+)
+from shimmfa.core.totp import AuthOutcome
 
 __all__ = [
     "BANNER",
@@ -69,69 +80,6 @@ class GateConfig:
     max_line: int = 256
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class SendToTechnician:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ForwardToDevice:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticate:
-    """Check these credentials and call `auth_done` with the outcome."""
-
-    technician_id: str
-    code: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionOpened:
-    technician_id: str
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SessionClosed:
-    session_id: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class AuthFailed:
-    technician_id: str
-    result: AuthResult
-    detail: str
-    backoff_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class FormatRejected:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Discarded:
-    """Technician input dropped (backoff or locked gate)."""
-
-    nbytes: int
-    reason: str
-
-
-Action = (
-    SendToTechnician
-    | ForwardToDevice
-    | Authenticate
-    | SessionOpened
-    | SessionClosed
-    | AuthFailed
-    | FormatRejected
-    | Discarded
-)
 
 
 def _success(technician_id: str, session_id: str) -> bytes:

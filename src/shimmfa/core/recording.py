@@ -49,10 +49,14 @@ __all__ = [
     "MAX_RECORD",
     "SIG_DOMAIN",
     "ENTRY",
+    "ENTRY_IN",
+    "ENTRY_OUT",
+    "READ_SIZE",
     "Direction",
     "Entry",
     "Header",
     "RecordingEncoder",
+    "by_direction",
     "canonical_json",
     "chain_start",
     "frame_nonce",
@@ -72,7 +76,16 @@ HEADER, FRAME, SEAL = b"H", b"F", b"S"
 SIGNATURE_BYTES = 64
 HEAD_BYTES = 32
 ENTRY = struct.Struct(">cddI")
+ENTRY_IN, ENTRY_OUT = ord("i"), ord("o")  # ENTRY's first byte for the two directions
+# The most traffic bytes one relay read packs into one entry: a tty read never
+# returns more than the 4 KiB line-discipline buffer.
+READ_SIZE = 4096
 _LENGTH = struct.Struct(">I")
+
+
+def by_direction(code: int, count: int) -> tuple[int, int]:
+    """`count` bytes of entry code `code` as (bytes in, bytes out)."""
+    return (count, 0) if code == ENTRY_IN else (0, count)
 
 
 class Direction(StrEnum):

@@ -19,7 +19,8 @@ Rules of this module:
   change, whatever its outcome, and takes the same time.
 - `TotpGate.authenticate` never raises for any input; it returns an
   `AuthOutcome`. The precise reason is in `detail`, for the audit log only.
-- The clock and the random source are arguments. Nothing here does I/O.
+- The clock and the random source are arguments (`generate_totp_secret`
+  defaults to the OS CSPRNG, as the seed did). Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -197,8 +199,10 @@ def totp_code(key: bytes, counter: int, digits: int, algorithm: str) -> str:
     return hotp.generate(counter).decode("ascii")
 
 
-def generate_totp_secret(randbytes: Callable[[int], bytes]) -> str:
-    """A new 160-bit secret as 32 base32 characters (pass `os.urandom`)."""
+def generate_totp_secret(randbytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A new 160-bit secret as 32 base32 characters. The random source is
+    an argument (tests pass their own); the default is the OS CSPRNG, as in
+    the seed's `generate_totp_secret()`."""
     return base64.b32encode(randbytes(20)).decode("ascii")
 
 

@@ -5,6 +5,10 @@ Rules:
 - Configuration, key and state problems stop the daemon before any port
   opens (exit codes of `shimmfa.errors`).
 - A latched tamper state is restored before the first byte is read.
+- Tamper callbacks come from the detector's threads; the relay is only ever
+  touched on the loop thread (`call_soon_threadsafe`). The latch is watched
+  on the loop: when `shimmfa tamper reset` clears it in the state DB, the
+  gate opens again without a restart.
 - SIGTERM and SIGINT close the session (recording footer) and exit 0
   promptly; the outbox keeps what was not yet delivered.
 - With systemd (`NOTIFY_SOCKET`): READY=1 once running, WATCHDOG=1 from the
@@ -19,30 +23,33 @@ import asyncio
 import logging
 import signal
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 from shimmfa.core.gate import GateConfig, GateMachine
-from shimmfa.core.totp import TotpGate
-from shimmfa.errors import ConfigError
-from shimmfa.shim import notify, wire
-from shimmfa.shim.alerts import Alerts, AuditedAuthenticator, RecordedSessions
 from shimmfa.shim.config import load_config
-from shimmfa.shim.heartbeats import HeartbeatSource
-from shimmfa.shim.keys import ShimKeys, init_keys
-from shimmfa.shim.outbox import Outbox, OutboxSender
-from shimmfa.shim.passthrough import PassThroughSelector
-from shimmfa.shim.port_backoff import PortBackoff
-from shimmfa.shim.pumps import SPIN
-from shimmfa.shim.recorder_events import OutboxSiem
-from shimmfa.shim.recorder_process import RecorderProcess
-from shimmfa.shim.relay import Relay
-from shimmfa.shim.sensors import build_sensors, wire_detector
-from shimmfa.shim.serialport import Endpoint, open_endpoint
+from shimmfa.shim.link import wire
+from shimmfa.shim.link.passthrough import PassThroughSelector
+from shimmfa.shim.link.pumps import SPIN
+from shimmfa.shim.link.relay import Relay
+from shimmfa.shim.link.serialport import Endpoint, open_endpoint
+from shimmfa.shim.recorder.process import RecorderProcess
+from shimmfa.shim.recorder.sessions import RecordedSessions
+from shimmfa.shim.reporting import notify
+from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
+from shimmfa.shim.reporting.heartbeats import HeartbeatSource
+from shimmfa.shim.reporting.outbox import Outbox
+from shimmfa.shim.reporting.records import OutboxSiem
 from shimmfa.shim.settings import Settings
-from shimmfa.shim.sinks import build_sink
-from shimmfa.shim.state import StateStore
-from shimmfa.shim.technicians import TechnicianDirectory
+from shimmfa.shim.state.keys import ShimKeys, init_keys
+from shimmfa.shim.state.port_backoff import PortBackoff
+from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.technicians import build_gate
+from shimmfa.shim.tamper.build import build_sensors
+from shimmfa.shim.tamper.detector import HeartbeatRecord, TamperDetector
+from shimmfa.shim.tamper.sensors import TamperEvent, TamperSensor
+from shimmfa.transport.build import build_sink
+from shimmfa.transport.sender import OutboxSender
 
 log = logging.getLogger("shimmfa.daemon")
 
@@ -52,28 +59,6 @@ def setup_logging(level: str) -> None:
         level=level.upper(),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def build_gate(settings: Settings, store: StateStore) -> TotpGate:
-    directory = TechnicianDirectory(settings.technician_records(), store)
-    clash = directory.conflicts()
-    if clash:
-        raise ConfigError(
-            f"technicians {', '.join(map(repr, clash))} are both in the config file and "
-            "the state DB; remove one of the two entries"
-        )
-    totp = settings.totp
-    return TotpGate(
-        directory,
-        time_source=time.time,
-        period=totp.period,
-        digits=totp.digits,
-        window=totp.window,
-        max_failures=totp.max_failures,
-        lockout_seconds=totp.lockout_seconds,
-        algorithm=totp.algorithm,
-        store=store,
     )
 
 
@@ -217,3 +202,77 @@ def _serve(
         recorder.close()
     log.info("shim %s stopped (exit %d)", settings.shim.id, relay.exit_code)
     return relay.exit_code
+
+
+# -- the tamper detector, wired to the relay and the outbox -----------------------
+
+LATCH_POLL = 0.5
+
+
+def lock_notice(reason: str) -> str:
+    return (
+        f"Locked: {reason}. Service access is disabled until an administrator "
+        "inspects the shim and resets it."
+    )
+
+
+def _scalars(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if isinstance(v, str | int | float | bool) or v is None}
+
+
+def wire_detector(
+    loop: asyncio.AbstractEventLoop,
+    relay: Relay,
+    settings: Settings,
+    store: StateStore,
+    alerts: Alerts,
+    heartbeats: HeartbeatSource,
+    recorder: RecorderProcess,
+    sensors: list[TamperSensor],
+    boot: int,
+) -> TamperDetector:
+    def emergency_stop(reason: str) -> None:
+        loop.call_soon_threadsafe(relay.emergency, reason, lock_notice(reason))
+
+    def tamper_emit(event: TamperEvent, record: dict[str, Any]) -> None:
+        kind = "sensor_fault" if event is TamperEvent.SENSOR_FAULT else "tamper"
+        alerts.emit(kind, {"event": event.value, **_scalars(record)})
+
+    def heartbeat_emit(beat: HeartbeatRecord) -> None:
+        wire = heartbeats.make(beat.state, recorder.open_session_id, beat.epoch, beat.monotonic)
+        alerts.emit("heartbeat", {**wire["payload"], "sig": wire["sig"]})
+
+    tamper = settings.tamper
+    detector = TamperDetector(
+        settings.shim.id,
+        sensors=sensors,
+        heartbeat_emit=heartbeat_emit,
+        tamper_emit=tamper_emit,
+        emergency_stop=emergency_stop,
+        heartbeat_period=tamper.heartbeat_period,
+        sensor_poll_period=tamper.sensor_poll_period,
+        sensor_timeout=tamper.sensor_timeout,
+        latch_store=store,
+        boot_count=boot,
+    )
+    if detector.latch_reason:
+        log.critical("the tamper latch is set (%s): logins refused", detector.latch_reason)
+        relay.lock_tamper(lock_notice(detector.latch_reason))
+
+    seen = [detector.latch_reason is not None]  # a latch was on disk since the last reset
+
+    def watch_latch() -> None:
+        if relay.stopped.is_set():
+            return
+        latched = store.latch() is not None
+        if latched:
+            seen[0] = True
+        elif seen[0]:  # cleared by `shimmfa tamper reset`
+            seen[0] = False
+            log.warning("the tamper latch was reset; logins accepted again")
+            detector.latched_cleared()
+            relay.release_tamper_lock()
+        loop.call_later(LATCH_POLL, watch_latch)
+
+    loop.call_soon(watch_latch)
+    return detector

@@ -1,0 +1,105 @@
+"""The link's `Sessions`: every session recorded by the recorder process,
+and its start and end reported (the seed's `session_start`/`session_end`
+records through the recorder's SIEM transport, alerts through `Emitter`).
+
+Rules: a session whose recording cannot be closed is still over (the end is
+reported with the failure); storage exhaustion is reported when it starts,
+or, when the full disk keeps even the alert out of the outbox, at the first
+later check that can queue it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from shimmfa.core.recording import iso_utc
+from shimmfa.errors import RecordingError
+from shimmfa.shim.recorder.process import RecorderProcess
+from shimmfa.shim.recorder.session_recorder import SiemTransport
+
+__all__ = ["Emitter", "RecordedSessions"]
+
+log = logging.getLogger("shimmfa.recorder")
+
+
+class Emitter(Protocol):
+    """Sends one event of `kind` (`reporting.alerts.Alerts`); False if it
+    could not be queued. Never raises."""
+
+    shim_id: str
+
+    def emit(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> bool: ...
+
+
+class RecordedSessions:
+    """The relay's `Sessions`: every session recorded by the recorder
+    process, and its start and end sent to the SIEM (the seed's records)."""
+
+    def __init__(self, recorder: RecorderProcess, alerts: Emitter, siem: SiemTransport) -> None:
+        self._recorder = recorder
+        self._alerts = alerts
+        self._siem = siem
+        self.record = recorder.record
+        self.tap = recorder
+        self._reported: str | None = None
+        self._technicians: dict[str, str] = {}
+
+    def start(self, technician_id: str) -> str:
+        session_id = self._recorder.start_session(technician_id)
+        now = time.time()
+        self._technicians[session_id] = technician_id
+        self._siem.forward(
+            {
+                "event": "session_start",
+                "type": "session_header",
+                "session_id": session_id,
+                "technician_id": technician_id,
+                "shim_id": self._alerts.shim_id,
+                "started_at_epoch": now,
+                "started_at_iso": iso_utc(now),
+                "version": "1.0",
+            }
+        )
+        event = {"event": "auth_success", "technician_id": technician_id, "factor": "totp"}
+        self._recorder.append_event(session_id, event)
+        return session_id
+
+    def end(self, session_id: str, reason: str) -> None:
+        technician_id = self._technicians.pop(session_id, "")
+        try:
+            meta = self._recorder.end_session(session_id, reason)
+        except RecordingError as exc:  # the session is over either way
+            log.critical("the recording of %s could not be closed: %s", session_id, exc)
+            self._alerts.emit(
+                "session_end",
+                {
+                    "session_id": session_id,
+                    "technician_id": technician_id,
+                    "terminal_reason": reason,
+                    "recording": f"failed: {exc}",
+                },
+            )
+            return
+        self._siem.forward(
+            {
+                "event": "session_end",
+                "session_id": session_id,
+                "technician_id": meta.technician_id,
+                "shim_id": meta.shim_id,
+                "duration_seconds": (meta.ended_at or meta.started_at) - meta.started_at,
+                "bytes_inbound": meta.bytes_inbound,
+                "bytes_outbound": meta.bytes_outbound,
+                "terminal_reason": reason,
+            }
+        )
+
+    def problem(self) -> str | None:
+        problem = self._recorder.storage_problem()
+        if problem and self._reported is None:
+            if not self._alerts.emit("storage_exhausted", {"reason": problem}):
+                return problem  # not queued (the disk is full): again at the next check
+        self._reported = problem
+        return problem

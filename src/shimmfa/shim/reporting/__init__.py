@@ -1,0 +1,8 @@
+"""Reporting: what the shim tells the world. Events wait in the durable
+`outbox` (the state DB) until `transport`'s sender delivers them; `alerts`
+and `records` turn what the daemon and the recorder do into events;
+`heartbeats` are signed; `notify` talks to systemd.
+
+May import `tamper/` (the software digest a heartbeat carries), `state/`,
+`settings`, `config` and `shimmfa.transport`; never `link/` or `recorder/`.
+"""

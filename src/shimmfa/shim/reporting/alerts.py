@@ -1,0 +1,55 @@
+"""Adapters that turn what the daemon does into outbox events.
+
+Rules: emitting never raises into its caller (a failing outbox is logged
+loudly; the relay and the tamper path go on); every authentication attempt
+is an event with the precise reason (the technician only ever sees the
+generic reply).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from shimmfa.core.totp import AuthOutcome, TotpGate
+from shimmfa.shim.reporting.outbox import Outbox, new_event
+from shimmfa.shim.reporting.records import event_fields
+
+log = logging.getLogger("shimmfa.alerts")
+
+
+class Alerts:
+    """`emit(kind, fields)` into the outbox, never raising."""
+
+    def __init__(self, outbox: Outbox, shim_id: str) -> None:
+        self.outbox = outbox
+        self.shim_id = shim_id
+
+    def emit(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> bool:
+        try:
+            self.outbox.add(new_event(kind, self.shim_id, event_fields(fields), at=at))
+        except Exception as exc:
+            log.critical("event %s could not be queued for the SIEM: %s", kind, exc)
+            return False
+        return True
+
+
+class AuditedAuthenticator:
+    """The TOTP gate, with every decision sent to the SIEM."""
+
+    def __init__(self, gate: TotpGate, alerts: Alerts) -> None:
+        self._gate = gate
+        self._alerts = alerts
+
+    def authenticate(self, technician_id: str, code: str) -> AuthOutcome:
+        outcome = self._gate.authenticate(technician_id, code)
+        fields = {
+            "technician_id": outcome.technician_id,
+            "result": outcome.result.value,
+            "detail": outcome.detail,
+            "time_step": outcome.period,
+        }
+        kind = "auth_success" if outcome.authenticated else "auth_failure"
+        self._alerts.emit(kind, fields)
+        return outcome
