@@ -139,8 +139,10 @@ EXPORTED = {
         "TotpPolicy",
         "decode_secret",
         "generate_totp_secret",
+        "matching_counter",
         "provisioning_uri",
         "totp_code",
+        "wellformed_code",
     },
     "shimmfa.core.gate": {
         "BANNER",
