@@ -144,6 +144,23 @@ EXPORTED = {
         "totp_code",
         "wellformed_code",
     },
+    "shimmfa.core.chain": {
+        "MODES",
+        "RESET_LABEL",
+        "FactorDefinition",
+        "MFAChainBreached",
+        "MFAOrchestrator",
+        "Policy",
+        "RandomSource",
+        "Result",
+    },
+    "shimmfa.core.chain_policy": {"MODES", "RESET_LABEL", "FactorDefinition", "Policy"},
+    "shimmfa.core.chain_state": {
+        "FORMAT_VERSION",
+        "ChainState",
+        "ChainStateStore",
+        "MemoryChainStore",
+    },
     "shimmfa.core.gate": {
         "BANNER",
         "FAILURE",
