@@ -10,9 +10,12 @@ program cannot work around. Every message says what to do next.
      ├── SerialPortError      a serial endpoint cannot be opened or configured
      ├── TechnicianError      a technician management request cannot be done
      ├── RecordingError       a recording is unreadable, or a session call is out of order
+     │    └── SessionStateError  (also a RuntimeError) a recorder call out of order
      ├── KeyFileError         a key file is missing, malformed or readable by others
      │    └── WrongIdentityError  (also a RecordingError) the identity cannot open a data key
      ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
+     ├── MFAChainBreached     an MFA chain step was called out of order, before its
+     │                        attempt started or after it completed
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -83,6 +86,15 @@ class HeartbeatError(ShimMfaError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class MFAChainBreached(ShimMfaError):  # noqa: N818 - seed 003's public name
+    """A caller broke an MFA chain's protocol (seed 003's name): it verified a
+    factor other than the one the attempt expects, or verified before
+    `initialize_attempt()` or after the attempt completed. Start a new attempt.
+    A wrong code is not this error: it is a `Result` that says RESET."""
+
+    exit_code = 1
 
 
 class DemoError(ShimMfaError):

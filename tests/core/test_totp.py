@@ -37,8 +37,10 @@ from shimmfa.core.totp import (
     TotpPolicy,
     decode_secret,
     generate_totp_secret,
+    matching_counter,
     provisioning_uri,
     totp_code,
+    wellformed_code,
 )
 from shimmfa.shim.state.store import StateStore
 from shimmfa.shim.state.technicians import TechnicianDirectory
@@ -506,6 +508,34 @@ def test_whitespace_around_a_code_is_stripped(padding: tuple[str, str]) -> None:
     before, after = padding
     code = before + code_at(ALICE_SECRET, T0) + after
     assert make_gate(Clock()).authenticate(ALICE, code).result is AuthResult.OK
+
+
+@pytest.mark.parametrize(
+    ("typed", "digits", "expected"),
+    [
+        (" 123456\r\n", 6, "123456"),
+        ("12345678", 8, "12345678"),
+        ("12345678", 6, None),
+        ("\uff11\uff12\uff13\uff14\uff15\uff16", 6, None),
+        (" " * 60 + "123456", 6, None),  # longer than MAX_CODE_CHARS before stripping
+        (None, 6, None),
+        (b"123456", 6, None),
+    ],
+    ids=repr,
+)
+def test_wellformed_code_is_the_one_shape_rule(
+    typed: Any, digits: int, expected: str | None
+) -> None:
+    # core.chain applies the same rule through this function.
+    assert wellformed_code(typed, digits) == expected
+
+
+def test_matching_counter_finds_the_newest_matching_step_in_the_window() -> None:
+    key = RFC["hotp_sha1_6_digits"]["seed"].encode("ascii")
+    codes = RFC["hotp_sha1_6_digits"]["codes"]
+    assert matching_counter(key, codes[4], 5, 1, 6, "SHA1") == 4
+    assert matching_counter(key, codes[3], 5, 1, 6, "SHA1") is None
+    assert matching_counter(key, codes[0], 1, 3, 6, "SHA1") == 0  # counters below 0 skipped
 
 
 def test_eight_digit_policy_refuses_six_digit_codes() -> None:

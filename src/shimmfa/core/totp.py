@@ -5,6 +5,9 @@ Rules of this module:
 
 - The HOTP value comes from `cryptography`; which counters are tried, replay
   and lockout are decided here.
+- A code is exactly `digits` ASCII digits once surrounding whitespace is
+  stripped (`wellformed_code`); anything else, full-width digits included, is
+  a format failure, and the window is still computed so the time is the same.
 - The window is fixed by the server (`TotpPolicy.window`, at most 3); no caller
   can widen it, and each attempt costs 2*window+1 HMACs whatever the outcome.
 - A code is accepted only if its counter is strictly greater than the last
@@ -54,8 +57,10 @@ __all__ = [
     "TotpPolicy",
     "decode_secret",
     "generate_totp_secret",
+    "matching_counter",
     "provisioning_uri",
     "totp_code",
+    "wellformed_code",
 ]
 
 MAX_WINDOW = 3
@@ -230,15 +235,24 @@ def provisioning_uri(
     return f"otpauth://totp/{label}?{query}"
 
 
-def _code_is_wellformed(code: str, digits: int) -> bool:
-    return len(code) == digits and all(c in _DIGITS for c in code)
+def wellformed_code(code: object, digits: int) -> str | None:
+    """`code` without surrounding whitespace if that is exactly `digits` ASCII
+    digits, else None. Anything that is not `str`, or is longer than
+    `MAX_CODE_CHARS` before stripping, is None: the work is bounded."""
+    if not isinstance(code, str) or len(code) > MAX_CODE_CHARS:
+        return None
+    code = code.strip()
+    if len(code) == digits and all(c in _DIGITS for c in code):
+        return code
+    return None
 
 
-def _matching_counter(
+def matching_counter(
     key: bytes, code: str, now_counter: int, window: int, digits: int, algorithm: str
 ) -> int | None:
-    """Highest counter in the window whose code equals `code`. Every counter
-    is computed and compared, so the cost does not depend on the answer."""
+    """Highest counter in `now_counter` +/- `window` whose code equals `code`
+    (compared with `hmac.compare_digest`). Every counter is computed and
+    compared, so the cost does not depend on the answer."""
     given = code.encode("ascii", "replace")
     found: int | None = None
     for counter in range(now_counter - window, now_counter + window + 1):
@@ -297,8 +311,8 @@ class TotpGate:
         period = record.period if record and record.period else policy.period
         digits = record.digits if record and record.digits else policy.digits
         algorithm = record.algorithm if record and record.algorithm else policy.algorithm
-        code = code.strip() if isinstance(code, str) and len(code) <= MAX_CODE_CHARS else ""
-        wellformed = _code_is_wellformed(code, digits)
+        given = wellformed_code(code, digits)
+        wellformed = given is not None
         key = _DUMMY_KEY
         if record is not None:
             try:
@@ -306,8 +320,8 @@ class TotpGate:
             except InvalidSecretError:
                 record = None
         now_counter = int(now // period)
-        matched = _matching_counter(
-            key, code if wellformed else "0" * digits, now_counter, policy.window, digits, algorithm
+        matched = matching_counter(
+            key, given or "0" * digits, now_counter, policy.window, digits, algorithm
         )
         if record is None:
             return self._store.update(UNKNOWN_KEY, _count_unknown(technician_id))
