@@ -195,6 +195,14 @@ EXPORTED = {
         "octet_frame",
         "rfc5424",
     },
+    "shimmfa.core.shamir": {
+        "MAX_PARTS",
+        "combine",
+        "gf_div",
+        "gf_mul",
+        "random_x_tags",
+        "split",
+    },
     "shimmfa.core.session": {
         "DEVICE_HANGUP",
         "IDLE_TIMEOUT",

@@ -13,6 +13,7 @@ program cannot work around. Every message says what to do next.
      ├── KeyFileError         a key file is missing, malformed or readable by others
      │    └── WrongIdentityError  (also a RecordingError) the identity cannot open a data key
      ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
+     ├── ShareError           (also a ValueError) a Shamir split or combine refused its input
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -83,6 +84,13 @@ class HeartbeatError(ShimMfaError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ShareError(ShimMfaError, ValueError):
+    """Shamir split or combine refused its arguments: a threshold or part count
+    out of range, an empty secret, or parts that cannot belong together."""
+
+    exit_code = 1
 
 
 class DemoError(ShimMfaError):
