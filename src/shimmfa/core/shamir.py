@@ -65,7 +65,7 @@ def gf_div(a: int, b: int) -> int:
 
 def _check_element(value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
-        raise ShareError(f"a GF(2^8) element is an int 0..255, not {value!r}")
+        raise ShareError(f"a GF(2^8) element is an int 0..255, not this {type(value).__name__}")
 
 
 def _lane_ones(lanes: int) -> int:
