@@ -16,6 +16,9 @@ program cannot work around. Every message says what to do next.
      ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
      ├── MFAChainBreached     an MFA chain step was called out of order, before its
      │                        attempt started or after it completed
+     ├── ShareError           (also a ValueError) a Shamir split or combine refused its input
+     ├── DealError            (also a ValueError) a quorum deal cannot be made as asked
+     ├── TocError             (also a ValueError) a Toc is malformed or does not fit the others
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -95,6 +98,34 @@ class MFAChainBreached(ShimMfaError):  # noqa: N818 - seed 003's public name
     A wrong code is not this error: it is a `Result` that says RESET."""
 
     exit_code = 1
+
+
+class ShareError(ShimMfaError, ValueError):
+    """Shamir split or combine refused its arguments: a threshold or part count
+    out of range, an empty secret, or parts that cannot belong together."""
+
+    exit_code = 1
+
+
+class DealError(ShimMfaError, ValueError):
+    """A quorum deal cannot be made: the secret is not a base32 TOTP secret, or
+    the players, groups, thresholds or note are out of range (farMFA's dealer
+    messages where farMFA has one)."""
+
+    exit_code = 1
+
+
+class TocError(ShimMfaError, ValueError):
+    """A Toc was refused: malformed, of another group, a duplicate share, too
+    few for the quorum, or Tocs that do not combine. `reason` says which, as a
+    short code (`core.toc.TocRejection`) an oracle can map to an HTTP status.
+    Messages never contain share bytes or the secret."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class DemoError(ShimMfaError):
