@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,10 +26,20 @@ from shimmfa.core.events import (
     Event,
     from_json,
     make_event,
+    marked_late,
     new_event_id,
     to_json,
 )
-from shimmfa.core.syslog import cef, cef_message, cef_severity, octet_frame, rfc5424
+from shimmfa.core.heartbeat import heartbeat_payload, sign_heartbeat, verify_heartbeat
+from shimmfa.core.syslog import (
+    cef,
+    cef_message,
+    cef_severity,
+    heartbeat_from_params,
+    octet_frame,
+    rfc5424,
+)
+from shimmfa.errors import HeartbeatError
 
 AT = 1_700_000_000.123456  # 2023-11-14T22:13:20.123456Z
 ID = "018bcfe569f430313233343536373839"
@@ -590,3 +601,84 @@ def test_an_event_delivered_after_an_outage_is_marked_late_with_id_and_fields_ke
     assert late.event_id == event.event_id and late.at == event.at
     assert late.fields == {"seq": 7, "late": True, "delivered_after_s": 600.0}
     assert marked_late(late, 1_000.0 + 900.0) is late  # marked once
+
+
+# -- heartbeats keep their wire form ------------------------------------------------------
+
+HB_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+HB_SHIM = "shim-empump-001"
+
+
+def signed_heartbeat(**changes: Any) -> dict[str, Any]:
+    body = heartbeat_payload(
+        shim_id=HB_SHIM,
+        hardware_id="hw-1",
+        seq=7,
+        boot_count=3,
+        uptime_s=12.5,
+        sent_at=1_795_431_299.25,
+        state="ok",
+        open_session=None,
+        config_sha256="a" * 64,
+        software_sha256="b" * 64,
+    )
+    return sign_heartbeat({**body, **changes}, HB_KEY.sign)
+
+
+def heartbeat_event(wire: dict[str, Any]) -> Event:
+    summary = {name: wire["payload"][name] for name in ("seq", "boot_count", "state")}
+    return make_event(
+        "heartbeat", event_id=ID, at=1_795_431_299.25, shim_id=HB_SHIM, fields=summary,
+        heartbeat=wire,
+    )  # fmt: skip
+
+
+def hb_keys() -> dict[str, bytes]:
+    return {HB_SHIM: HB_KEY.public_key().public_bytes_raw()}
+
+
+@pytest.mark.parametrize("session", [None, "20261123T105459.123Z-3f9a1c2b5d7e"])
+def test_a_heartbeat_events_json_carries_the_wire_form_that_verifies_as_it_stands(
+    session: str | None,
+) -> None:
+    wire = signed_heartbeat(open_session=session)
+    text = json.dumps(to_json(marked_late(heartbeat_event(wire), 1e10)), allow_nan=False)
+    received = json.loads(text)
+    assert received["heartbeat"] == wire
+    assert verify_heartbeat(received["heartbeat"], hb_keys(), {}).seq == 7
+    assert from_json(received).heartbeat == wire
+
+
+def test_a_heartbeats_syslog_parameters_rebuild_the_wire_form_that_verifies() -> None:
+    wire = signed_heartbeat(uptime_s=60.0)
+    line = parse_syslog(rfc5424(heartbeat_event(wire), "host"))
+    ((sd_id, params),) = line.sd
+    assert sd_id == "shimmfa@32473"
+    rebuilt = heartbeat_from_params(dict(params))
+    assert rebuilt == wire
+    assert verify_heartbeat(rebuilt, hb_keys(), {}).uptime_s == 60.0
+    assert "open_session" not in dict(params)
+
+
+def test_an_altered_syslog_parameter_does_not_verify() -> None:
+    line = parse_syslog(rfc5424(heartbeat_event(signed_heartbeat()), "host"))
+    params = dict(line.sd[0][1]) | {"seq": "8"}
+    with pytest.raises(HeartbeatError, match="bad signature"):
+        verify_heartbeat(heartbeat_from_params(params), hb_keys(), {})
+    with pytest.raises(HeartbeatError, match="malformed"):
+        heartbeat_from_params({k: v for k, v in params.items() if k != "sig"})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"kind": "tamper"},
+        {"shim_id": "another-shim"},
+        {"heartbeat": {"payload": {}, "sig": ""}},
+        {"heartbeat": "not a mapping"},
+    ],
+)
+def test_a_heartbeat_that_does_not_fit_its_event_is_refused(change: dict[str, Any]) -> None:
+    data = to_json(heartbeat_event(signed_heartbeat())) | change
+    with pytest.raises(ValueError):
+        from_json(data)

@@ -1,8 +1,8 @@
 """Liveness of the real daemon (issue 5): signed heartbeats through the
 `file` SIEM transport, and the systemd notify protocol.
 
-Each heartbeat event is turned back into its wire form, `{"payload": ...,
-"sig": ...}`, from the event's fields, and checked twice: by `cryptography`
+Each heartbeat event carries its wire form, `{"payload": ..., "sig": ...}`,
+as it stands (the event's `heartbeat` member), checked twice: by `cryptography`
 directly (Ed25519 over canonical JSON, against the key `shimmfa keys show`
 prints), and by `core.heartbeat.verify_heartbeat` as a receiver would, in
 order. Forged, altered and replayed heartbeats must be refused.
@@ -52,17 +52,13 @@ def canonical(obj: dict[str, Any]) -> bytes:
 
 
 def wire_of(event: dict[str, Any]) -> bytes:
-    """The heartbeat's wire form rebuilt from a heartbeat event: its fields
-    are the payload's plus `sig`; the payload's shim_id travels as the
-    event's own shim_id (`record_shim_id` among the fields, the name
-    `shim_id` being the event's)."""
-    fields = dict(event["fields"])
-    signature = fields.pop("sig")
-    payload_shim = fields.pop("record_shim_id")
-    assert payload_shim == event["shim_id"]
-    payload = {**fields, "shim_id": payload_shim}
-    assert set(payload) == PAYLOAD_FIELDS
-    return canonical({"payload": payload, "sig": signature})
+    """The heartbeat's wire form, as it stands in the event (its `heartbeat`
+    member, nothing rebuilt), and checked to be exactly that."""
+    wire = event["heartbeat"]
+    assert set(wire) == {"payload", "sig"}
+    assert set(wire["payload"]) == PAYLOAD_FIELDS
+    assert wire["payload"]["shim_id"] == event["shim_id"]
+    return json.dumps(wire).encode()
 
 
 def shim_key(rig) -> bytes:
@@ -90,7 +86,7 @@ def heartbeats(path: Path, count: int, **wanted: Any) -> list[dict[str, Any]]:
         return [
             e
             for e in of_kind(events, "heartbeat")
-            if all(e["fields"][k] == v for k, v in wanted.items())
+            if all(e["heartbeat"]["payload"][k] == v for k, v in wanted.items())
         ]
 
     events = wait_events(path, lambda e: len(matching(e)) >= count, what=f"heartbeats {wanted}")
@@ -126,8 +122,8 @@ def test_heartbeats_verify_in_order_across_restarts_and_show_sessions_and_tamper
 
     events = of_kind(read_events(siem), "heartbeat")
     assert tampered[0] in events and events.index(tampered[0]) > events.index(second_boot[-1])
-    assert [e["fields"]["boot_count"] for e in events] == sorted(
-        e["fields"]["boot_count"] for e in events
+    assert [e["heartbeat"]["payload"]["boot_count"] for e in events] == sorted(
+        e["heartbeat"]["payload"]["boot_count"] for e in events
     )
     for boot in (1, 2):
         seqs = [e["fields"]["seq"] for e in events if e["fields"]["boot_count"] == boot]

@@ -11,6 +11,11 @@ Rules:
 - An `Event` is validated when it is made, so that the renderers (here and
   in `syslog`) never raise for one, whatever its field values hold (quotes,
   brackets, backslashes, newlines, NUL, lone surrogates, any script).
+- A heartbeat event carries the signed heartbeat in its wire form
+  (`heartbeat`: `{"payload", "sig"}`, core/heartbeat.py), unchanged end to
+  end: in JSON it is the event's `heartbeat` member, which anyone holding
+  the shim's public key verifies as it stands. Its `fields` only summarise
+  it (seq, boot_count, state). The payload's shim_id is the event's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
+
+from shimmfa.core.heartbeat import checked_wire
+from shimmfa.errors import HeartbeatError
 
 __all__ = [
     "CATALOGUE",
@@ -141,6 +149,7 @@ class Event:
     severity: int
     fields: Mapping[str, FieldValue] = field(hash=False)
     security: bool
+    heartbeat: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         kind = CATALOGUE.get(self.kind) if isinstance(self.kind, str) else None
@@ -177,6 +186,20 @@ class Event:
             raise ValueError(f"{self.kind} events need the fields {', '.join(missing)}")
         object.__setattr__(self, "at", at)
         object.__setattr__(self, "fields", MappingProxyType(dict(sorted(checked.items()))))
+        if self.heartbeat is not None:
+            object.__setattr__(self, "heartbeat", _heartbeat_of(self))
+
+
+def _heartbeat_of(event: Event) -> Mapping[str, Any]:
+    if event.kind != "heartbeat":
+        raise ValueError(f"a {event.kind} event cannot carry a heartbeat")
+    try:
+        wire = checked_wire(event.heartbeat or {})
+    except HeartbeatError as exc:
+        raise ValueError(str(exc)) from None
+    if wire["payload"]["shim_id"] != event.shim_id:
+        raise ValueError("the heartbeat's shim_id is not the event's")
+    return MappingProxyType({"payload": MappingProxyType(wire["payload"]), "sig": wire["sig"]})
 
 
 def make_event(
@@ -187,6 +210,7 @@ def make_event(
     shim_id: str,
     fields: Mapping[str, FieldValue] | None = None,
     severity: int | None = None,
+    heartbeat: Mapping[str, Any] | None = None,
 ) -> Event:
     """An event of `kind` with the catalogue's severity (unless given) and
     security flag. Raises ValueError for an unknown kind or bad fields."""
@@ -201,6 +225,7 @@ def make_event(
         severity=entry.severity if severity is None else severity,
         fields=dict(fields or {}),
         security=entry.security,
+        heartbeat=heartbeat,
     )
 
 
@@ -245,8 +270,8 @@ def iso_time(at: float) -> str | None:
 
 def to_json(event: Event) -> dict[str, Any]:
     """The event as a JSON-ready dict (keys stable; `json.dumps` with
-    `allow_nan=False` accepts it)."""
-    return {
+    `allow_nan=False` accepts it); a heartbeat's wire form as `heartbeat`."""
+    data: dict[str, Any] = {
         "event_id": event.event_id,
         "kind": event.kind,
         "at": event.at,
@@ -256,6 +281,12 @@ def to_json(event: Event) -> dict[str, Any]:
         "security": event.security,
         "fields": dict(event.fields),
     }
+    if event.heartbeat is not None:
+        data["heartbeat"] = {
+            "payload": dict(event.heartbeat["payload"]),
+            "sig": event.heartbeat["sig"],
+        }
+    return data
 
 
 def from_json(data: object) -> Event:
@@ -274,6 +305,7 @@ def from_json(data: object) -> Event:
             severity=data["severity"],
             fields=fields,
             security=data["security"],
+            heartbeat=data.get("heartbeat"),
         )
     except KeyError as exc:
         raise ValueError(f"event lacks {exc.args[0]!r}") from None

@@ -50,6 +50,7 @@ __all__ = [
     "Rejection",
     "VerifiedHeartbeat",
     "canonical",
+    "checked_wire",
     "format_sent_at",
     "heartbeat_payload",
     "sign_heartbeat",
@@ -187,11 +188,8 @@ def verify_heartbeat(
 
     `keys`: shim ID -> raw 32-byte Ed25519 public key. `last`: shim ID ->
     `(boot_count, seq)` of the last heartbeat accepted from it."""
-    document = _parse(wire)
-    if not isinstance(document, Mapping) or set(document) != _WIRE_KEYS:
-        raise _malformed('the heartbeat must be an object with exactly "payload" and "sig"')
-    payload = _checked_payload(document["payload"])
-    signature = _signature(document["sig"])
+    checked = checked_wire(wire)
+    payload, signature = checked["payload"], _signature(checked["sig"])
     shim_id = payload["shim_id"]
     raw_key = keys.get(shim_id)
     if raw_key is None:
@@ -223,6 +221,18 @@ def verify_heartbeat(
             Rejection.NOT_NEWER,
         )
     return heartbeat
+
+
+def checked_wire(wire: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    """The wire form with its shape and every field checked, not its
+    signature: a copy with exactly "payload" and "sig". HeartbeatError
+    (MALFORMED) otherwise."""
+    document = _parse(wire)
+    if not isinstance(document, Mapping) or set(document) != _WIRE_KEYS:
+        raise _malformed('the heartbeat must be an object with exactly "payload" and "sig"')
+    payload = _checked_payload(document["payload"])
+    _signature(document["sig"])
+    return {"payload": payload, "sig": document["sig"]}
 
 
 class HeartbeatVerifier:

@@ -9,12 +9,21 @@ Rules:
   cut to the RFC's lengths, `-` when empty. MSG is short printable ASCII.
 - CEF (ArcSight CEF 0) travels as the MSG of an RFC 5424 line with NILVALUE
   structured data; our fields are extension keys `shimmfa_<name>`.
+- A heartbeat event's parameters are its signed payload's nine fields other
+  than shim_id (the event's own), flat, and `sig`; `open_session` is left
+  out while null. `heartbeat_from_params` turns them back into the wire form,
+  which then verifies with the shim's key like any other (README).
 - Framing for TCP is RFC 6587 octet counting (`octet_frame`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from shimmfa.core.events import CATALOGUE, Event, FieldValue, clean_text, iso_time
+from shimmfa.core.heartbeat import FIELDS, Rejection, checked_wire
+from shimmfa.errors import HeartbeatError
 
 __all__ = [
     "FACILITY_AUDIT",
@@ -22,6 +31,7 @@ __all__ = [
     "cef",
     "cef_message",
     "cef_severity",
+    "heartbeat_from_params",
     "octet_frame",
     "rfc5424",
 ]
@@ -50,9 +60,40 @@ def _sd_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
+def _fields(event: Event) -> dict[str, FieldValue]:
+    """The event's flat parameters: its fields, and a heartbeat's payload and
+    signature (the payload wins where a summary field repeats it)."""
+    fields: dict[str, FieldValue] = dict(event.fields)
+    if event.heartbeat is not None:
+        payload = event.heartbeat["payload"]
+        fields.update({k: v for k, v in payload.items() if k != "shim_id"})
+        fields["sig"] = event.heartbeat["sig"]
+    return fields
+
+
+_INTEGERS = frozenset({"seq", "boot_count"})
+
+
+def heartbeat_from_params(params: Mapping[str, str]) -> dict[str, Any]:
+    """The wire form of a heartbeat from the SD-PARAMs of its syslog line
+    (already unescaped): the payload's fields as they were rendered, typed
+    back, and `sig`. HeartbeatError (MALFORMED) when they do not make one."""
+    try:
+        payload: dict[str, Any] = {name: params[name] for name in FIELDS if name != "open_session"}
+        payload["open_session"] = params.get("open_session")
+        for name in _INTEGERS:
+            payload[name] = int(params[name])
+        payload["uptime_s"] = float(params["uptime_s"])
+        return checked_wire({"payload": payload, "sig": params["sig"]})
+    except (KeyError, ValueError) as exc:
+        raise HeartbeatError(
+            f"malformed heartbeat: its syslog parameters lack or garble {exc}", Rejection.MALFORMED
+        ) from None
+
+
 def _structured_data(event: Event) -> bytes:
     params = {"event_id": event.event_id, "kind": event.kind, "shim_id": event.shim_id}
-    params.update({k: _text(v) for k, v in event.fields.items() if v is not None})
+    params.update({k: _text(v) for k, v in _fields(event).items() if v is not None})
     body = "".join(f' {name}="{_sd_value(value)}"' for name, value in params.items())
     return f"[{SD_ID}{body}]".encode()
 
@@ -139,7 +180,7 @@ def cef_message(event: Event, version: str) -> str:
         "externalId": event.event_id,
         "cat": "security" if event.security else "health",
     }
-    extension.update({f"shimmfa_{k}": _text(v) for k, v in event.fields.items() if v is not None})
+    extension.update({f"shimmfa_{k}": _text(v) for k, v in _fields(event).items() if v is not None})
     return header + "|" + " ".join(f"{k}={_cef_value(v)}" for k, v in extension.items())
 
 

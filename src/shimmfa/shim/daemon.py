@@ -240,7 +240,9 @@ def wire_detector(
 
     def heartbeat_emit(beat: HeartbeatRecord) -> None:
         wire = heartbeats.make(beat.state, recorder.open_session_id, beat.epoch, beat.monotonic)
-        alerts.emit("heartbeat", {**wire["payload"], "sig": wire["sig"]})
+        payload = wire["payload"]
+        summary = {name: payload[name] for name in ("seq", "boot_count", "state")}
+        alerts.emit("heartbeat", summary, at=beat.epoch, heartbeat=wire)
 
     tamper = settings.tamper
     detector = TamperDetector(

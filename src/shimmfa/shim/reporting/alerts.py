@@ -26,9 +26,17 @@ class Alerts:
         self.outbox = outbox
         self.shim_id = shim_id
 
-    def emit(self, kind: str, fields: Mapping[str, Any], *, at: float | None = None) -> bool:
+    def emit(
+        self,
+        kind: str,
+        fields: Mapping[str, Any],
+        *,
+        at: float | None = None,
+        heartbeat: Mapping[str, Any] | None = None,
+    ) -> bool:
         try:
-            self.outbox.add(new_event(kind, self.shim_id, event_fields(fields), at=at))
+            event = new_event(kind, self.shim_id, event_fields(fields), at=at, heartbeat=heartbeat)
+            self.outbox.add(event)
         except Exception as exc:
             log.critical("event %s could not be queued for the SIEM: %s", kind, exc)
             return False

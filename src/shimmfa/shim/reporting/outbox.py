@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from shimmfa.core.events import (
     Event,
@@ -55,6 +56,7 @@ def new_event(
     *,
     at: float | None = None,
     severity: int | None = None,
+    heartbeat: Mapping[str, Any] | None = None,
 ) -> Event:
     """An event of `kind` happening now (or `at`), with a fresh random ID."""
     when = time.time() if at is None else at
@@ -65,6 +67,7 @@ def new_event(
         shim_id=shim_id,
         fields=fields,
         severity=severity,
+        heartbeat=heartbeat,
     )
 
 
