@@ -205,6 +205,7 @@ EXPORTED = {
         "make_event",
         "marked_late",
         "new_event_id",
+        "shown_id",
         "to_json",
     },
     "shimmfa.core.syslog": {

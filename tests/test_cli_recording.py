@@ -182,7 +182,7 @@ def test_keys_init_makes_private_keys_once_and_show_prints_them(tmp_path: Path) 
     keys = tmp_path / "storage" / "keys"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     files = {p.name: p.read_bytes() for p in keys.iterdir()}
-    assert sorted(files) == ["shim.agekey", "signing.pem"]
+    assert sorted(files) == ["shim.agekey", "signing.pem", "state.anchor"]
     for name in files:
         assert stat.S_IMODE((keys / name).stat().st_mode) == 0o600
 

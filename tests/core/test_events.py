@@ -682,3 +682,20 @@ def test_a_heartbeat_that_does_not_fit_its_event_is_refused(change: dict[str, An
     data = to_json(heartbeat_event(signed_heartbeat())) | change
     with pytest.raises(ValueError):
         from_json(data)
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("123456", "<redacted: 6 digits>"),
+        ("12345678", "<redacted: 8 digits>"),
+        ("alice@example.org", "alice@example.org"),
+        ("alice123456", "alice123456"),
+        ("１２３４５６", "１２３４５６"),  # full-width digits are no code: shown as typed
+        ("", ""),
+    ],
+)
+def test_an_id_that_is_only_digits_is_shown_redacted(typed: str, shown: str) -> None:
+    from shimmfa.core.events import shown_id
+
+    assert shown_id(typed) == shown

@@ -1,7 +1,7 @@
 """The `shimmfa` command line.
 
 One module per command group (`technicians`, `keys` with `integrity`,
-`recordings`, `tamper`); the root commands and `config` are here, and `base`
+`recordings`, `tamper`, `state`); the root commands and `config` are here, and `base`
 holds what they share. Every command imports what it needs lazily, so
 `shimmfa --help` is quick and the groups never import each other. Errors are
 one line on stderr and a non-zero exit code (the error's `exit_code`), never
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli import keys, recordings, tamper, technicians
+from shimmfa.cli import keys, recordings, state, tamper, technicians
 from shimmfa.cli.base import MARKUP, ConfigOption, command_group, err
 from shimmfa.errors import ShimMfaError
 
@@ -33,6 +33,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys.app, name="keys")
 app.add_typer(recordings.app, name="recording")
 app.add_typer(tamper.app, name="tamper")
+app.add_typer(state.app, name="state")
 app.add_typer(keys.integrity_app, name="integrity")
 
 _debug = False

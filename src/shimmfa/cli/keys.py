@@ -24,10 +24,12 @@ def _print_keys(keys: ShimKeys) -> None:
 @app.command("init")
 def keys_init(config: ConfigOption) -> None:
     """Create the shim's keys under `<storage.root>/keys/` (never overwrites)."""
-    from shimmfa.shim.state.keys import init_keys
+    import time
+
+    from shimmfa.shim.state.anchor import provision_keys
 
     settings = load_settings(config)
-    keys, created = init_keys(settings.storage_root)
+    keys, created = provision_keys(settings.storage_root, time.time())
     typer.echo(f"created: {', '.join(created)}" if created else "keys already exist; unchanged")
     _print_keys(keys)
 
@@ -46,11 +48,11 @@ def integrity_seal(config: ConfigOption) -> None:
     for the boot_integrity sensor. Run it after installing or upgrading."""
     import time
 
-    from shimmfa.shim.state.keys import init_keys
+    from shimmfa.shim.state.anchor import provision_keys
     from shimmfa.shim.tamper.integrity import manifest_path, seal
 
     settings = load_settings(config)
-    keys, _ = init_keys(settings.storage_root)
+    keys, _ = provision_keys(settings.storage_root, time.time())
     manifest = seal(settings.storage_root, keys, config, time.time())
     typer.echo(f"sealed {manifest_path(settings.storage_root)}")
     typer.echo(f"  software_sha256 {manifest['software_sha256']}")

@@ -17,8 +17,19 @@ def tamper_status(config: ConfigOption) -> None:
     clear, 1 when latched."""
     import datetime as dt
 
+    from shimmfa.shim import admin
+
     settings = load_settings(config)
+    check = admin.examine(settings)
+    if not check.sound:  # the latch in a lost or replaced DB says nothing
+        typer.echo(f"tamper latch: SET (tamper:state_lost): the state was {check.verdict}")
+        typer.echo(f"  {check.why}; recover with `shimmfa state recover`")
+        raise typer.Exit(1)
     latch = open_store(settings).latch()
+    anchored = check.anchor.latch if check.anchor is not None else None
+    if latch is None and anchored is not None:
+        typer.echo(f"tamper latch: SET ({anchored}): {check.why}")
+        raise typer.Exit(1)
     if latch is None:
         typer.echo("tamper latch: clear")
         return

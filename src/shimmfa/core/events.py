@@ -42,6 +42,7 @@ __all__ = [
     "marked_late",
     "iso_time",
     "new_event_id",
+    "shown_id",
     "to_json",
 ]
 
@@ -111,6 +112,10 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
     EventKind("storage_exhausted", "Storage exhausted", CRITICAL, True, (), ("reason",)),
     EventKind("storage_alert", "Storage alert", WARNING, True, (), ("reason",)),
     EventKind("config_loaded", "Configuration loaded", NOTICE, True, (), ("config_sha256",)),
+    EventKind("state_lost", "STATE LOST OR REPLACED", ALERT, True, ("verdict",), ("verdict",)),
+    EventKind("state_recovered", "State recovered", WARNING, True, (), ("authorised_by",)),
+    EventKind("recording_unavailable", "Recording unavailable", CRITICAL, True, (), ("reason",)),
+    EventKind("shim_stopping", "Shim shutting down", NOTICE, True, (), ("reason",)),
     EventKind("heartbeat", "Heartbeat", INFO, False, (), ("seq", "state")),
     EventKind("outbox_filling", "SIEM outbox filling", WARNING, True, (), ("rows", "max_rows")),
 )
@@ -242,6 +247,15 @@ def marked_late(event: Event, now: float, after: float = LATE_AFTER) -> Event:
         return event
     fields = {**event.fields, "late": True, "delivered_after_s": round(waited, 3)}
     return replace(event, fields=fields)
+
+
+def shown_id(technician_id: str) -> str:
+    """A technician ID as logs and events may show it: one that is only
+    digits looks like a TOTP code typed into the wrong field, and is
+    redacted (its length kept, for the audit)."""
+    if technician_id.isascii() and technician_id.isdigit():
+        return f"<redacted: {len(technician_id)} digits>"
+    return technician_id
 
 
 def new_event_id(at: float, suffix: bytes) -> str:

@@ -1,50 +1,119 @@
 """Audited operator actions on the shim: `shimmfa tamper reset` clears the
-tamper latch, with authority.
+tamper latch; `shimmfa state recover` starts a new state generation after
+the state DB was lost, replaced or rolled back; `examine` says whether the
+state is sound without changing anything.
 
-Rules: the operator must be an enrolled technician with the `admin` role;
-their code is checked by the same TOTP gate and state as a port login (so a
-used code is a replay and failures count towards their lockout); every
-attempt, granted or refused, is audited and sent to the SIEM; a refusal
-says only that the credentials are invalid.
+Rules:
+- The operator must be an admin (`roles: [admin]`) known to the config file
+  or to the surviving state DB; their code is checked by the same TOTP gate
+  and state as a port login (a used code is a replay, failures count
+  towards their lockout). Every attempt, granted or refused, is audited and
+  sent to the SIEM; a refusal says only that the credentials are invalid.
+- `tamper reset` never clears `tamper:state_lost`: only a recovery does.
+- A recovery gives the DB a new state ID, continues the boot count above
+  the anchor's (and the DB's), raises every known technician's replay floor
+  to the current time step (no code from before the recovery logs in),
+  clears the `state_lost` latch but keeps any other latch the anchor
+  remembers, and anchors the result.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
+from shimmfa.core.totp import AuthState
 from shimmfa.errors import TechnicianError
 from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
 from shimmfa.shim.reporting.outbox import Outbox
 from shimmfa.shim.settings import Settings
-from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.anchor import (
+    STATE_LOST,
+    AnchorUnreadableError,
+    Check,
+    Verdict,
+    inspect,
+    read_anchor,
+    update_anchor,
+)
+from shimmfa.shim.state.db import db_path
+from shimmfa.shim.state.keys import load_keys
+from shimmfa.shim.state.store import BOOT_COUNTER, StateStore
 from shimmfa.shim.state.technicians import TechnicianDirectory, build_gate
+
+__all__ = ["ResetRefusedError", "examine", "recover", "reset"]
 
 
 class ResetRefusedError(TechnicianError):
-    """The reset was not authorised."""
+    """The action was not authorised."""
+
+
+def _authorise(
+    settings: Settings, store: StateStore, alerts: Alerts, operator: str, code: str, action: str
+) -> None:
+    """Check `operator` is an admin with a valid code; audit a refusal and
+    raise ResetRefusedError with the one generic message."""
+    record = TechnicianDirectory(settings.technician_records(), store).get(operator)
+    outcome = AuditedAuthenticator(build_gate(settings, store), alerts).authenticate(operator, code)
+    if outcome.authenticated and record is not None and "admin" in record.roles:
+        return
+    why = outcome.detail if not outcome.authenticated else "not an admin"
+    store.audit(time.time(), f"{action}_refused", operator, {"reason": why})
+    alerts.emit(
+        "latch_reset" if action == "tamper_reset" else "state_recovered",
+        {"authorised_by": operator, "granted": False, "why": why},
+    )
+    raise ResetRefusedError(
+        f"{action.replace('_', ' ')} refused: invalid operator credentials or not an admin"
+    )
+
+
+def _with_alerts(settings: Settings, work: Callable[[Alerts], None]) -> None:
+    outbox = Outbox(settings.storage_root, max_rows=settings.siem.outbox_max)
+    try:
+        work(Alerts(outbox, settings.shim.id))
+    finally:
+        outbox.close()
+
+
+def examine(settings: Settings) -> Check:
+    """Is the state the anchored one? Read-only: a missing DB is not made."""
+    root = settings.storage_root
+    keys = load_keys(root)
+    if not db_path(root).exists():
+        try:
+            anchor = read_anchor(root, keys.public_key_raw)
+        except AnchorUnreadableError as exc:
+            return Check(Verdict.FORGED, str(exc))
+        return Check(Verdict.LOST, "the state DB is missing", anchor)
+    store = StateStore(root)
+    try:
+        return inspect(
+            root, keys, store, db_existed=True, keys_existed=True, now=time.time(), repair=False
+        )
+    finally:
+        store.close()
 
 
 def reset(settings: Settings, store: StateStore, operator: str, code: str, reason: str) -> None:
     latched = store.latch()
     if latched is None:
         raise TechnicianError("the tamper latch is not set; nothing to reset")
-    outbox = Outbox(settings.storage_root, max_rows=settings.siem.outbox_max)
-    try:
-        alerts = Alerts(outbox, settings.shim.id)
-        record = TechnicianDirectory(settings.technician_records(), store).get(operator)
-        outcome = AuditedAuthenticator(build_gate(settings, store), alerts).authenticate(
-            operator, code
+    if latched.reason == STATE_LOST:
+        raise TechnicianError(
+            "the latch says the state DB was lost or replaced: `shimmfa tamper reset` cannot "
+            "clear it; use `shimmfa state recover`"
         )
+
+    sound = examine(settings).sound
+
+    def work(alerts: Alerts) -> None:
+        _authorise(settings, store, alerts, operator, code, "tamper_reset")
         now = time.time()
-        authorised = outcome.authenticated and record is not None and "admin" in record.roles
-        if not authorised:
-            why = outcome.detail if not outcome.authenticated else "not an admin"
-            store.audit(now, "tamper_reset_refused", operator, {"reason": why})
-            alerts.emit("latch_reset", {"authorised_by": operator, "granted": False, "why": why})
-            raise ResetRefusedError(
-                "tamper reset refused: invalid operator credentials or not an admin"
-            )
         store.clear_latch(now, operator, reason)
+        if sound:
+            update_anchor(settings.storage_root, load_keys(settings.storage_root), store, now)
         alerts.emit(
             "latch_reset",
             {
@@ -54,5 +123,69 @@ def reset(settings: Settings, store: StateStore, operator: str, code: str, reaso
                 "latch_reason": latched.reason,
             },
         )
+
+    _with_alerts(settings, work)
+
+
+def _raise_replay_floors(settings: Settings, store: StateStore, now: float) -> int:
+    """Every known technician's last accepted time step is at least now's."""
+    directory = TechnicianDirectory(settings.technician_records(), store)
+    count = 0
+    for technician_id, record in directory.items():
+        step = int(now // (record.period or settings.totp.period))
+
+        def change(state: AuthState, step: int = step) -> tuple[AuthState, None]:
+            return replace(state, last_counter=max(state.last_counter, step)), None
+
+        store.update(technician_id, change)
+        count += 1
+    return count
+
+
+def recover(
+    settings: Settings, operator: str, code: str, reason: str, *, boot_floor: int = 0
+) -> dict[str, object]:
+    """Start a new state generation (see the module's rules); what was done.
+    `boot_floor`: a boot count the new generation must exceed (central's)."""
+    root = settings.storage_root
+    keys = load_keys(root)
+    check = examine(settings)
+    if check.sound:
+        raise TechnicianError("the state DB is the anchored one; there is nothing to recover")
+    store = StateStore(root)
+    done: dict[str, object] = {}
+    try:
+
+        def work(alerts: Alerts) -> None:
+            _authorise(settings, store, alerts, operator, code, "state_recover")
+            now = time.time()
+            anchor = check.anchor
+            floor = max(store.counter(BOOT_COUNTER), boot_floor, anchor.boot_count if anchor else 0)
+            store.raise_counter(BOOT_COUNTER, floor)
+            state_id, generation = store.new_identity(now)
+            floors = _raise_replay_floors(settings, store, now)
+            latch = store.latch()
+            if latch is not None and latch.reason == STATE_LOST:
+                store.clear_latch(now, operator, reason)
+            kept = anchor.latch if anchor and anchor.latch not in (None, STATE_LOST) else None
+            if kept is not None and store.latch() is None:
+                store.set_latch(kept, now, {"restored_from": "the state anchor"})
+            update_anchor(root, keys, store, now)
+            done.update(
+                verdict=str(check.verdict),
+                generation=generation,
+                boot_floor=floor,
+                replay_floors=floors,
+                latch_kept=kept,
+            )
+            store.audit(now, "state_recovered", operator, {"reason": reason, **done})
+            alerts.emit(
+                "state_recovered",
+                {"authorised_by": operator, "granted": True, "reason": reason, **done},
+            )
+            done["state_id"] = state_id
+
+        _with_alerts(settings, work)
     finally:
-        outbox.close()
+        store.close()
+    return done

@@ -4,11 +4,15 @@ recorder, tamper detector and relay together, and run.
 Rules:
 - Configuration, key and state problems stop the daemon before any port
   opens (exit codes of `shimmfa.errors`).
-- A latched tamper state is restored before the first byte is read.
-- Tamper callbacks come from the detector's threads; the relay is only ever
-  touched on the loop thread (`call_soon_threadsafe`). The latch is watched
-  on the loop: when `shimmfa tamper reset` clears it in the state DB, the
-  gate opens again without a restart.
+- Files others could change are refused first (`state.permissions`).
+- The state DB is checked against its anchor (`state.anchor`) before it is
+  used: a DB that was lost, replaced or rolled back latches the shim
+  (`tamper:state_lost`) and sends `state_lost`; the anchor moves up only
+  after a sound start has counted its boot. When `shimmfa state recover`
+  clears that latch, the running daemon counts a new boot in the recovered
+  generation and anchors it.
+- A latched tamper state is restored before the first byte is read
+  (`tamper.wiring`).
 - SIGTERM and SIGINT close the session (recording footer) and exit 0
   promptly; the outbox keeps what was not yet delivered.
 - With systemd (`NOTIFY_SOCKET`): READY=1 once running, WATCHDOG=1 from the
@@ -23,6 +27,7 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +46,22 @@ from shimmfa.shim.reporting.heartbeats import HeartbeatSource
 from shimmfa.shim.reporting.outbox import Outbox
 from shimmfa.shim.reporting.records import OutboxSiem
 from shimmfa.shim.settings import Settings
-from shimmfa.shim.state.keys import ShimKeys, init_keys
+from shimmfa.shim.state.anchor import (
+    STATE_LOST,
+    AnchoredLatch,
+    Check,
+    inspect,
+    provision_keys,
+    update_anchor,
+)
+from shimmfa.shim.state.db import db_path, private_dir
+from shimmfa.shim.state.keys import ShimKeys
+from shimmfa.shim.state.permissions import check_strict_modes
 from shimmfa.shim.state.port_backoff import PortBackoff
 from shimmfa.shim.state.store import StateStore
 from shimmfa.shim.state.technicians import build_gate
 from shimmfa.shim.tamper.build import build_sensors
-from shimmfa.shim.tamper.detector import HeartbeatRecord, TamperDetector
-from shimmfa.shim.tamper.sensors import TamperEvent, TamperSensor
+from shimmfa.shim.tamper.wiring import start_watching
 from shimmfa.transport.build import build_sink
 from shimmfa.transport.sender import OutboxSender
 
@@ -89,22 +103,36 @@ def run(config_path: Path) -> int:
     for warning in loaded.warnings:
         log.warning("%s", warning)
     root = settings.storage_root
-    root.mkdir(parents=True, exist_ok=True)
-    keys, created = init_keys(root)
+    check_strict_modes(root, config_path)
+    private_dir(root)
+    keys, created = provision_keys(root, time.time())
     if created:
         log.info("created keys %s; signing key %s", ", ".join(created), keys.public_key_text)
+    db_existed = db_path(root).exists()
     store = StateStore(root)
     outbox = Outbox(root, max_rows=settings.siem.outbox_max)
     sender = OutboxSender(outbox, build_sink(settings.siem, hostname=settings.shim.id))
     selector = PassThroughSelector(SPIN)
     loop = asyncio.SelectorEventLoop(selector)
     try:
+        anchored = inspect(
+            root,
+            keys,
+            store,
+            db_existed=db_existed,
+            keys_existed=True,  # made now, they were anchored with the state
+            now=time.time(),
+        )
         sender.start()
         alerts = Alerts(outbox, settings.shim.id)
         heartbeats = HeartbeatSource(
             root, keys, settings.shim.id, settings.shim.hardware_id, config_path, store=store
         )
         boot = heartbeats.begin_boot()
+        if anchored.sound:
+            update_anchor(root, keys, store, time.time())
+        else:
+            _state_lost(store, alerts, anchored)
         alerts.emit(
             "config_loaded",
             {
@@ -113,13 +141,29 @@ def run(config_path: Path) -> int:
                 "path": str(config_path),
             },
         )
-        return _serve(loop, selector, settings, config_path, store, alerts, keys, heartbeats, boot)
+        return _serve(
+            loop, selector, settings, config_path, store, alerts, keys, heartbeats, boot, anchored
+        )
     finally:
         notify.notify(notify.STOPPING)
         sender.stop()
         outbox.close()
         store.close()
         loop.close()
+
+
+def _state_lost(store: StateStore, alerts: Alerts, anchored: Check) -> None:
+    """Fail closed: latch the shim and say so (never rewrite the anchor)."""
+    log.critical(
+        "STATE LOST (%s): %s; the port stays closed until `shimmfa state recover`",
+        anchored.verdict,
+        anchored.why,
+    )
+    detail: dict[str, object] = {"verdict": str(anchored.verdict), "why": anchored.why}
+    if anchored.anchor is not None:
+        detail["anchor_boot_count"] = anchored.anchor.boot_count
+    store.set_latch(STATE_LOST, time.time(), detail)
+    alerts.emit("state_lost", detail)
 
 
 def _serve(
@@ -132,8 +176,10 @@ def _serve(
     keys: ShimKeys,
     heartbeats: HeartbeatSource,
     boot: int,
+    anchored: Check,
 ) -> int:
     serial = settings.serial
+    sound = anchored.sound
     recording = settings.recording
     relay: Relay | None = None
 
@@ -181,8 +227,28 @@ def _serve(
         pass_through=selector,
         on_auth_decided=backoff.save,
     )
-    detector = wire_detector(
-        loop, relay, settings, store, alerts, heartbeats, recorder, sensors, boot
+
+    def make_heartbeat(state: str, epoch: float, monotonic: float) -> dict[str, Any]:
+        return heartbeats.make(state, recorder.open_session_id, epoch, monotonic)
+
+    def on_cleared(reason: str) -> None:
+        if reason == STATE_LOST:  # `shimmfa state recover` anchored a new generation
+            boot = heartbeats.recovered()
+            latches.sound = True
+            update_anchor(settings.storage_root, keys, store, time.time())
+            log.warning("state recovered: a new state generation, boot %d", boot)
+
+    latches = AnchoredLatch(settings.storage_root, keys, store, sound=sound)
+    detector = start_watching(
+        loop,
+        relay,
+        settings,
+        latches,
+        alerts,
+        make_heartbeat,
+        sensors,
+        boot,
+        on_cleared=on_cleared,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, relay.shutdown)
@@ -202,79 +268,3 @@ def _serve(
         recorder.close()
     log.info("shim %s stopped (exit %d)", settings.shim.id, relay.exit_code)
     return relay.exit_code
-
-
-# -- the tamper detector, wired to the relay and the outbox -----------------------
-
-LATCH_POLL = 0.5
-
-
-def lock_notice(reason: str) -> str:
-    return (
-        f"Locked: {reason}. Service access is disabled until an administrator "
-        "inspects the shim and resets it."
-    )
-
-
-def _scalars(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in record.items() if isinstance(v, str | int | float | bool) or v is None}
-
-
-def wire_detector(
-    loop: asyncio.AbstractEventLoop,
-    relay: Relay,
-    settings: Settings,
-    store: StateStore,
-    alerts: Alerts,
-    heartbeats: HeartbeatSource,
-    recorder: RecorderProcess,
-    sensors: list[TamperSensor],
-    boot: int,
-) -> TamperDetector:
-    def emergency_stop(reason: str) -> None:
-        loop.call_soon_threadsafe(relay.emergency, reason, lock_notice(reason))
-
-    def tamper_emit(event: TamperEvent, record: dict[str, Any]) -> None:
-        kind = "sensor_fault" if event is TamperEvent.SENSOR_FAULT else "tamper"
-        alerts.emit(kind, {"event": event.value, **_scalars(record)})
-
-    def heartbeat_emit(beat: HeartbeatRecord) -> None:
-        wire = heartbeats.make(beat.state, recorder.open_session_id, beat.epoch, beat.monotonic)
-        payload = wire["payload"]
-        summary = {name: payload[name] for name in ("seq", "boot_count", "state")}
-        alerts.emit("heartbeat", summary, at=beat.epoch, heartbeat=wire)
-
-    tamper = settings.tamper
-    detector = TamperDetector(
-        settings.shim.id,
-        sensors=sensors,
-        heartbeat_emit=heartbeat_emit,
-        tamper_emit=tamper_emit,
-        emergency_stop=emergency_stop,
-        heartbeat_period=tamper.heartbeat_period,
-        sensor_poll_period=tamper.sensor_poll_period,
-        sensor_timeout=tamper.sensor_timeout,
-        latch_store=store,
-        boot_count=boot,
-    )
-    if detector.latch_reason:
-        log.critical("the tamper latch is set (%s): logins refused", detector.latch_reason)
-        relay.lock_tamper(lock_notice(detector.latch_reason))
-
-    seen = [detector.latch_reason is not None]  # a latch was on disk since the last reset
-
-    def watch_latch() -> None:
-        if relay.stopped.is_set():
-            return
-        latched = store.latch() is not None
-        if latched:
-            seen[0] = True
-        elif seen[0]:  # cleared by `shimmfa tamper reset`
-            seen[0] = False
-            log.warning("the tamper latch was reset; logins accepted again")
-            detector.latched_cleared()
-            relay.release_tamper_lock()
-        loop.call_later(LATCH_POLL, watch_latch)
-
-    loop.call_soon(watch_latch)
-    return detector

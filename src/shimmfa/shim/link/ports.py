@@ -15,6 +15,10 @@ Rules:
   reaches a device that went away), then the listener hears it
   (`device_lost`: the session ends, the gate locks, the technician is told).
 - A write that fails on a side is that side hanging up.
+- Input that waited at the technician's port before it was opened (typed
+  while the daemon was down, or before the banner) is discarded at open,
+  before the banner is shown, and counted in the log: only what is typed
+  after the banner can log in.
 - Every reader change goes through `Readers`, which keeps the loop and the
   selector's fast path in step.
 """
@@ -23,8 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import logging
 import os
+import struct
+import termios
 from collections.abc import Callable
 from typing import Protocol
 
@@ -34,7 +41,14 @@ from shimmfa.shim.link.passthrough import Readers
 from shimmfa.shim.link.serialport import Endpoint
 from shimmfa.shim.link.wire import READ_SIZE
 
-__all__ = ["CARRIER_POLL", "REOPEN_RETRY", "PortListener", "Ports", "read_once"]
+__all__ = [
+    "CARRIER_POLL",
+    "REOPEN_RETRY",
+    "PortListener",
+    "Ports",
+    "discard_pending",
+    "read_once",
+]
 
 log = logging.getLogger("shimmfa.relay")
 
@@ -73,6 +87,28 @@ def read_once(fd: int) -> bytes | None:
     if not data:
         raise HangupError("end of file")
     return data
+
+
+def discard_pending(fd: int) -> int:
+    """Throw away the input waiting at `fd`: read what is there, then flush
+    the rest (tcflush also drops what the kernel has not handed to the line
+    discipline yet). How many bytes were seen; the flush may drop more."""
+    seen = 0
+    try:
+        while data := os.read(fd, READ_SIZE):
+            seen += len(data)
+    except BlockingIOError:
+        pass
+    except OSError as exc:
+        if exc.errno not in (errno.EIO, errno.ENXIO):
+            raise
+    try:
+        raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+        seen += struct.unpack("i", raw)[0]
+        termios.tcflush(fd, termios.TCIFLUSH)
+    except (OSError, termios.error):
+        pass  # not a tty: nothing queued in a line discipline
+    return seen
 
 
 class Ports:
@@ -181,6 +217,11 @@ class Ports:
             self._retry(side)
             return
         if side == TECHNICIAN:
+            stale = discard_pending(endpoint.fd)
+            if stale:
+                log.warning(
+                    "technician port: discarded %d bytes that waited before the banner", stale
+                )
             self.tech = endpoint
             self.tech_out = Outlet(self._loop, endpoint.fd, self._technician_write_failed)
             self._listener.technician_opened()

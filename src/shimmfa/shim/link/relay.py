@@ -13,7 +13,8 @@ Rules:
 - A session ends on hang-up, idle timeout, max duration, a recording
   problem, tamper or shutdown; then the gate shows its banner to the next
   technician (after reopening the port if it hung up).
-- While no session can be recorded (storage), the gate is locked.
+- While no session can be recorded (the recorder down, or no room), the
+  gate is locked and says which (`locks`).
 - Fail safe: any unexpected exception in a callback stops all traffic, closes
   the device side, tells the technician `EMERGENCY STOP: internal_error`, and
   stops the loop with a non-zero exit code. Never pass-through.
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shimmfa.core import session as reasons
+from shimmfa.core.events import shown_id
 from shimmfa.core.gate import (
     Action,
     Authenticate,
@@ -43,6 +45,7 @@ from shimmfa.core.gate import (
     SessionOpened,
 )
 from shimmfa.errors import ShimMfaError
+from shimmfa.shim.link.locks import RecordingLock
 from shimmfa.shim.link.outlet import HangupError
 from shimmfa.shim.link.passthrough import PassThroughSelector, Readers
 from shimmfa.shim.link.ports import Ports, read_once
@@ -56,10 +59,7 @@ TECH_BACKLOG_LIMIT = 1 << 20  # gate output nobody reads is dropped past this
 EXIT_FAIL_SAFE = 70
 DEVICE_LOCK = "device"
 DEVICE_NOTICE = "Device not connected; try again later."
-STORAGE_LOCK = "storage"
-STORAGE_NOTICE = "Storage exhausted; no new sessions can be recorded."
 TAMPER_LOCK = "tamper"
-STORAGE_CHECK = 10.0
 
 
 class Relay:
@@ -99,10 +99,17 @@ class Relay:
             on_ready=on_ready,
             on_device_carrier=on_device_carrier,
         )
-        self._storage_timer: asyncio.TimerHandle | None = None
+        self.stopped = asyncio.Event()
+        self._recording = RecordingLock(
+            loop,
+            gate,
+            sessions,
+            execute=self._execute,
+            guarded=self._guarded,
+            stopped=self.stopped,
+        )
         self._reported_discards = 0
         self.exit_code = 0
-        self.stopped = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -118,7 +125,7 @@ class Relay:
         self._loop.set_exception_handler(self._loop_exception)
         self._gate.lock(DEVICE_LOCK, DEVICE_NOTICE)
         self.ports.start()
-        self._guarded(self._check_storage)()
+        self._guarded(self._recording.check)()
 
     def shutdown(self) -> None:
         """SIGTERM/SIGINT: close the session, tell the technician, stop."""
@@ -132,8 +139,7 @@ class Relay:
         self.exit_code = code
         if self._session is not None:
             self._session.close()
-        if self._storage_timer is not None:
-            self._storage_timer.cancel()
+        self._recording.cancel()
         self.ports.close()
         self.stopped.set()
 
@@ -246,7 +252,7 @@ class Relay:
             elif isinstance(action, AuthFailed):
                 log.warning(
                     "auth failure technician=%r result=%s detail=%s backoff=%.0fs",
-                    action.technician_id[:64],
+                    shown_id(action.technician_id[:64]),
                     action.result.value,
                     action.detail,
                     action.backoff_seconds,
@@ -272,9 +278,9 @@ class Relay:
         the gate asks for the next one as the last action of `auth_done`.
         Recursing instead (one level per line) let a paste of a few hundred
         short lines exhaust the stack and fail-safe stop the shim."""
-        self._check_storage(reschedule=False)
-        if STORAGE_LOCK in self._gate.locks:
-            return  # the gate now shows "Storage exhausted"; the code is not spent
+        self._recording.check(reschedule=False)
+        if self._recording.held:
+            return  # the gate now says why no session can be recorded; the code is not spent
         pending: Authenticate | None = request
         while pending is not None:
             started = time.perf_counter()
@@ -295,7 +301,7 @@ class Relay:
                 actions.pop()
             self._execute(actions)
             if outcome.authenticated and session_id is None:
-                self._check_storage(reschedule=False)
+                self._recording.check(reschedule=False)
             if self._gate.state is not GateState.AUTHENTICATING:
                 pending = None  # the gate was locked meanwhile (storage): no more decisions
 
@@ -348,34 +354,17 @@ class Relay:
         self._execute(self._gate.unlock(TAMPER_LOCK))
 
     def lock_tamper(self, notice: str) -> None:
-        """Start latched (the latch survived a restart)."""
+        """Latched without an emergency: at start (the latch survived a
+        restart), or with a new reason. The technician sees the notice."""
         self._execute(self._gate.lock(TAMPER_LOCK, notice))
+        self._execute(self._gate.banner())
 
     def recording_problem(self, reason: str) -> None:
         """The recorder cannot go on (`size_limit`, `recording_failed`)."""
         if self._gate.state is GateState.OPEN:
             log.error("ending the session: %s", reason)
             self._end_and_greet(reason)
-        self._check_storage(reschedule=False)
-
-    def _check_storage(self, reschedule: bool = True) -> None:
-        """Lock the gate while no session can be recorded; unlock when room
-        is back. Never while a session is open (it goes on being recorded)."""
-        if reschedule:
-            self._storage_timer = self._loop.call_later(
-                STORAGE_CHECK, self._guarded(self._check_storage)
-            )
-        if self._gate.state is GateState.OPEN or self.stopped.is_set():
-            return
-        problem = self._sessions.problem()
-        locked = STORAGE_LOCK in self._gate.locks
-        if problem and not locked:
-            log.error("Storage exhausted: %s; refusing new sessions", problem)
-            self._execute(self._gate.lock(STORAGE_LOCK, STORAGE_NOTICE))
-            self._execute(self._gate.banner())
-        elif not problem and locked:
-            log.warning("storage available again; accepting sessions")
-            self._execute(self._gate.unlock(STORAGE_LOCK))
+        self._recording.check(reschedule=False)
 
     def _close_session(self, closed: SessionClosed) -> None:
         session, self._session = self._session, None

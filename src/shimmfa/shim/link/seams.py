@@ -9,7 +9,18 @@ from typing import Protocol
 
 from shimmfa.core.totp import AuthOutcome
 
-__all__ = ["Authenticator", "Sessions", "Tap"]
+__all__ = ["Authenticator", "NoRecording", "Sessions", "Tap"]
+
+
+class NoRecording(Protocol):
+    """Why no new session can be recorded now: the recorder itself is down
+    (`recorder`), or its disk has no room."""
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def recorder(self) -> bool: ...
 
 
 class Tap(Protocol):
@@ -46,6 +57,7 @@ class Sessions(Protocol):
 
     def end(self, session_id: str, reason: str) -> None: ...
 
-    def problem(self) -> str | None:
-        """Why no new session can be recorded now (storage), or None."""
+    def problem(self) -> NoRecording | None:
+        """Why no new session can be recorded now, or None. May replace a
+        recorder that died."""
         ...

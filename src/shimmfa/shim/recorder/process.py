@@ -29,7 +29,10 @@ Rules:
   pipe is full the relay waits, and the CPU is the child's. Its fsync
   interval is "every second the CPU is free", which on the shim is always.
 - The parent never loses track of a dead child: a broken pipe or an EOF on
-  its replies is `recording_failed`, and the next session starts a new child.
+  its replies is `recording_failed`. `revive()` (the relay's recording
+  check) starts a new child at once, and says why it could not; children
+  that keep dying young are restarted after a doubling delay (up to
+  RESPAWN_MAX), not in a tight loop.
 - If the parent dies, the child reads what is left in the pipe and ends the
   open session with the reason `daemon_lost` (see `child`).
 """
@@ -68,6 +71,9 @@ log = logging.getLogger("shimmfa.recorder")
 
 PIPE_SIZE = 1 << 20
 REPLY_TIMEOUT = 30.0
+RESPAWN_FIRST = 0.5
+RESPAWN_MAX = 30.0
+CHILD = [sys.executable, "-m", "shimmfa.shim.recorder.child"]
 FLUSH_BYTES = 64 << 10
 FLUSH_DELAY = 0.02
 MAX_ENTRY_PAYLOAD = MAX_FRAME_PAYLOAD - ENTRY.size
@@ -92,8 +98,13 @@ class RecorderProcess:
         max_bytes: int,
         on_problem: Callable[[str], None],
         call_later: Callable[[float, Callable[[], None]], object] | None = None,
+        command: Sequence[str] = tuple(CHILD),
     ) -> None:
         self._args = {"storage_root": str(storage_root), "shim_id": shim_id, **options}
+        self._command = list(command)
+        self._last_spawn = 0.0
+        self._respawn_delay = 0.0
+        self.spawns = 0
         self._call_later = call_later
         self._pending = bytearray()
         self._pending_in = self._pending_out = 0
@@ -116,8 +127,10 @@ class RecorderProcess:
     # -- the child --------------------------------------------------------------
 
     def _spawn(self) -> None:
+        self._last_spawn = time.monotonic()
+        self.spawns += 1
         child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "shimmfa.shim.recorder.child"],
+            self._command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -135,12 +148,17 @@ class RecorderProcess:
         self._child, self._fd, self._failed = child, fd, False
         self._replies = queue.Queue()
         threading.Thread(
-            target=self._read_replies, args=(child.stdout, self._replies), daemon=True
+            target=self._read_replies, args=(child, self._replies), daemon=True
         ).start()
         reply = self._call(b"I", self._args)
         self.warnings = list(reply.get("warnings", []))
 
-    def _read_replies(self, stream: Any, replies: queue.Queue[dict[str, Any] | None]) -> None:
+    def _read_replies(
+        self, child: subprocess.Popen[bytes], replies: queue.Queue[dict[str, Any] | None]
+    ) -> None:
+        stream = child.stdout
+        if stream is None:
+            return
         try:
             for line in stream:
                 message = json.loads(line)
@@ -153,7 +171,7 @@ class RecorderProcess:
         finally:
             stream.close()
         replies.put(None)
-        if not self._closing:
+        if not self._closing and self._child is child:  # not one already replaced
             log.critical("the recorder process is gone")
             self._broken()
 
@@ -200,11 +218,31 @@ class RecorderProcess:
             return str(exc)
         return str(problem) if problem else None
 
-    def start_session(self, technician_id: str) -> str:
-        if self._failed:
-            self.close()
-            self._closing = False
+    def revive(self) -> str | None:
+        """None when the child runs (a new one if it had died); else why no
+        child runs now."""
+        if not self._failed and self._child is not None:
+            return None
+        now = time.monotonic()
+        if now < self._last_spawn + self._respawn_delay:
+            return "the recorder process died; it is being replaced"
+        lived = now - self._last_spawn
+        delay = max(self._respawn_delay * 2, RESPAWN_FIRST)
+        self._respawn_delay = 0.0 if lived >= RESPAWN_MAX else min(delay, RESPAWN_MAX)
+        self.close()
+        self._closing = False
+        try:
             self._spawn()
+        except (OSError, RecordingError) as exc:
+            self._failed = True
+            log.critical("the recorder process cannot be started: %s", exc)
+            return f"the recorder process cannot be started: {exc}"
+        log.warning("the recorder process was replaced")
+        return None
+
+    def start_session(self, technician_id: str) -> str:
+        if self.revive() is not None:
+            raise RecordingError("the recorder process is not running")
         reply = self._call(b"S", {"technician_id": technician_id})
         self._session, self._size, self._limit_reported = str(reply["session_id"]), 0, False
         self._mono0 = time.monotonic() - float(reply["elapsed"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shimmfa.core.recording import iso_utc
@@ -20,9 +21,17 @@ from shimmfa.errors import RecordingError
 from shimmfa.shim.recorder.process import RecorderProcess
 from shimmfa.shim.recorder.session_recorder import SiemTransport
 
-__all__ = ["Emitter", "RecordedSessions"]
+__all__ = ["Emitter", "RecordedSessions", "Unrecordable"]
 
 log = logging.getLogger("shimmfa.recorder")
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecordable:
+    """Why no session can be recorded now (the link's `NoRecording`)."""
+
+    reason: str
+    recorder: bool = False
 
 
 class Emitter(Protocol):
@@ -44,7 +53,7 @@ class RecordedSessions:
         self._siem = siem
         self.record = recorder.record
         self.tap = recorder
-        self._reported: str | None = None
+        self._reported: bool | None = None  # the kind reported: recorder down or disk
         self._technicians: dict[str, str] = {}
 
     def start(self, technician_id: str) -> str:
@@ -96,10 +105,21 @@ class RecordedSessions:
             }
         )
 
-    def problem(self) -> str | None:
-        problem = self._recorder.storage_problem()
-        if problem and self._reported is None:
-            if not self._alerts.emit("storage_exhausted", {"reason": problem}):
-                return problem  # not queued (the disk is full): again at the next check
-        self._reported = problem
-        return problem
+    def problem(self) -> Unrecordable | None:
+        """Why no new session can be recorded now, or None. A recorder that
+        died is replaced here (`RecorderProcess.revive`); while it cannot
+        be, that is the reason. Each kind of problem is reported once, when
+        it starts."""
+        down = self._recorder.revive()
+        found: Unrecordable | None
+        if down is not None:
+            found = Unrecordable(down, recorder=True)
+        else:
+            storage = self._recorder.storage_problem()
+            found = Unrecordable(storage) if storage else None
+        if found is not None and found.recorder != self._reported:
+            kind = "recording_unavailable" if found.recorder else "storage_exhausted"
+            if not self._alerts.emit(kind, {"reason": found.reason}):
+                return found  # not queued (the disk is full): again at the next check
+        self._reported = found.recorder if found is not None else None
+        return found

@@ -3,7 +3,8 @@
 Rules: emitting never raises into its caller (a failing outbox is logged
 loudly; the relay and the tamper path go on); every authentication attempt
 is an event with the precise reason (the technician only ever sees the
-generic reply).
+generic reply); a failed login's ID that is only digits (a code typed into
+the ID field) is redacted.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from shimmfa.core.events import shown_id
 from shimmfa.core.totp import AuthOutcome, TotpGate
 from shimmfa.shim.reporting.outbox import Outbox, new_event
 from shimmfa.shim.reporting.records import event_fields
@@ -53,7 +55,9 @@ class AuditedAuthenticator:
     def authenticate(self, technician_id: str, code: str) -> AuthOutcome:
         outcome = self._gate.authenticate(technician_id, code)
         fields = {
-            "technician_id": outcome.technician_id,
+            "technician_id": (
+                outcome.technician_id if outcome.authenticated else shown_id(outcome.technician_id)
+            ),
             "result": outcome.result.value,
             "detail": outcome.detail,
             "time_step": outcome.period,

@@ -28,12 +28,11 @@ from typing import Any, Protocol
 
 from shimmfa.core.heartbeat import heartbeat_payload, sign_heartbeat
 from shimmfa.errors import ConfigError
-from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.store import BOOT_COUNTER, StateStore
 from shimmfa.shim.tamper.integrity import file_sha256, package_dir, software_digest
 
 log = logging.getLogger("shimmfa.heartbeats")
 
-BOOT_COUNTER = "boot_count"
 MACHINE_ID = Path("/etc/machine-id")
 # Fixed application ID for the app-specific machine ID (made once, random).
 APP_ID = "143cf30abb044adeac38710ab5130952"
@@ -138,6 +137,17 @@ class HeartbeatSource:
                 if store is not self._store:
                     store.close()
             self._started = time.monotonic() if monotonic is None else monotonic
+            self._seq = 0
+            return self._boot_count
+
+    def recovered(self) -> int:
+        """`shimmfa state recover` started a new state generation while this
+        daemon ran: count a new boot in it (above the anchor's) and start
+        `seq` afresh, so that `(boot_count, seq)` keeps growing."""
+        with self._lock:
+            if self._boot_count is None or self._store is None:
+                raise RuntimeError("recovered() needs begin_boot() and the daemon's store")
+            self._boot_count = self._store.increment(BOOT_COUNTER)
             self._seq = 0
             return self._boot_count
 

@@ -12,7 +12,9 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,6 +89,16 @@ _SCHEMA = [
         until REAL NOT NULL
     );
     """,
+    # version 6: the state's identity (state/anchor.py): a random ID the anchor
+    # file beside the keys remembers; a new generation at each recovery
+    """
+    CREATE TABLE state_identity (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        state_id TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -103,7 +115,17 @@ def db_path(storage_root: Path) -> Path:
 
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the state DB at `path`: autocommit (explicit
-    transactions), WAL, `synchronous=FULL`, usable from any thread."""
+    transactions), WAL, `synchronous=FULL`, usable from any thread. The file
+    is the shim's alone (0600; SQLite gives its -wal and -shm files the same
+    mode)."""
+    # Never open and close the file beside SQLite once it exists: closing any
+    # descriptor of it drops every POSIX lock this process holds on it,
+    # SQLite's own included (a reader would keep a stale snapshot).
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        if stat.S_IMODE(os.stat(path).st_mode) != 0o600:
+            os.chmod(path, 0o600)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     try:
         db.execute("PRAGMA journal_mode=WAL")

@@ -27,9 +27,10 @@ from shimmfa.core.totp import AuthState, TechnicianRecord
 from shimmfa.errors import StateError, TechnicianError
 from shimmfa.shim.state.db import StateDB, private_dir
 
-__all__ = ["AuditEntry", "Latch", "StateStore"]
+__all__ = ["BOOT_COUNTER", "AuditEntry", "Latch", "StateStore"]
 
 T = TypeVar("T")
+BOOT_COUNTER = "boot_count"  # the durable counter of daemon starts
 
 
 def _load_or_create_key(path: Path) -> bytes:
@@ -123,6 +124,37 @@ class StateStore(StateDB):
             )
             row = db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0])
+
+    def raise_counter(self, name: str, value: int) -> None:
+        """Set a durable counter to at least `value` (a recovery continues
+        the boot count above the anchor's)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                (name, value),
+            )
+
+    # -- the state's identity (state.anchor) ------------------------------------
+
+    def identity(self) -> tuple[str, int] | None:
+        """(state ID, generation), or None for a DB without one."""
+        with self._lock:
+            row = self._db.execute("SELECT state_id, generation FROM state_identity").fetchone()
+        return (str(row[0]), int(row[1])) if row else None
+
+    def new_identity(self, now: float) -> tuple[str, int]:
+        """Give the DB a new random state ID and the next generation."""
+        state_id = os.urandom(16).hex()
+        with self._transaction() as db:
+            row = db.execute("SELECT generation FROM state_identity").fetchone()
+            generation = int(row[0]) + 1 if row else 1
+            db.execute(
+                "INSERT OR REPLACE INTO state_identity VALUES (1, ?, ?, ?)",
+                (state_id, generation, now),
+            )
+            self._audit(db, now, "state_identity", state_id, {"generation": generation})
+        return state_id, generation
 
     # -- a port's login backoff (shim.port_backoff) ----------------------------
 
