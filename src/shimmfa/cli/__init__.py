@@ -1,10 +1,10 @@
 """The `shimmfa` command line.
 
 One module per command group (`technicians`, `keys` with `integrity`,
-`recordings`, `tamper`); the root commands and `config` are here, and `base`
-holds what they share. Every command imports what it needs lazily, so
-`shimmfa --help` is quick and the groups never import each other. Errors are
-one line on stderr and a non-zero exit code (the error's `exit_code`), never
+`recordings`, `tamper`, `central` with `central_admin`); the root commands
+and `config` are here, and `base` holds what they share. Every command
+imports what it needs lazily, so `shimmfa --help` is quick and the groups
+never import each other. Errors are one line on stderr and a non-zero exit code (the error's `exit_code`), never
 a traceback, unless `--debug` is given.
 """
 
@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli import keys, recordings, tamper, technicians
+from shimmfa.cli import central, keys, recordings, tamper, technicians
 from shimmfa.cli.base import MARKUP, ConfigOption, command_group, err
 from shimmfa.errors import ShimMfaError
 
@@ -34,6 +34,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(recordings.app, name="recording")
 app.add_typer(tamper.app, name="tamper")
 app.add_typer(keys.integrity_app, name="integrity")
+app.add_typer(central.app, name="central")
 
 _debug = False
 
