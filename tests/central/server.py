@@ -138,7 +138,7 @@ class CentralServer:
         self.base_url = f"{scheme}://127.0.0.1:{self.port}"
         self.ca_file, self.cert_file, self.key_file = make_tls(workdir / "tls")
         self.admin_id = "admin"
-        self.admin_password = "central-test-password"
+        self.admin_password = "central-test-password"  # noqa: S105 - throwaway
         self.admin_secret = generate_totp_secret()
         self.admin_token = ""
         self._process: subprocess.Popen[bytes] | None = None

@@ -13,7 +13,7 @@ from shimmfa.central import access
 from shimmfa.central.context import Central
 from shimmfa.central.operators import create_operator
 
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
 
 
 @pytest.fixture

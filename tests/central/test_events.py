@@ -125,9 +125,7 @@ def test_shim_stopping_marks_it_stopped_until_it_is_heard_again(
     assert client.get("/api/v1/shims/shim-a", headers=admin).json()["status"] == "ok"
 
 
-def test_events_filter_and_page(
-    client: TestClient, shim: SimShim, admin: dict[str, str]
-) -> None:
+def test_events_filter_and_page(client: TestClient, shim: SimShim, admin: dict[str, str]) -> None:
     now = time.time()
     events = [
         shim.event("auth_failure", at=now + i, technician_id=f"t{i}", result="BAD_CODE", detail="")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, Table, and_, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from shimmfa.central.context import Central, ShimIdentity
@@ -40,8 +40,8 @@ from shimmfa.errors import HeartbeatError
 
 __all__ = ["authenticate_shim", "ingest_heartbeat", "move", "refusal", "verify_for"]
 
-SHIMS = ShimRow.__table__
-HEARTBEATS = HeartbeatRow.__table__
+SHIMS: Table = ShimRow.__table__  # type: ignore[assignment]
+HEARTBEATS: Table = HeartbeatRow.__table__  # type: ignore[assignment]
 
 
 def authenticate_shim(central: Central, credential: str | None) -> ShimIdentity:
@@ -212,11 +212,15 @@ def refusal(
     if row.reset_at is not None:
         return reset
     if row.boot_count is not None and h.boot_count < row.boot_count:
-        entered = session.execute(
-            update(SHIMS)
-            .where(SHIMS.c.pk == identity.pk, SHIMS.c.reset_at.is_(None))
-            .values(reset_at=now, reset_boot_count=h.boot_count, reset_seq=h.seq, check_at=None)
-        ).rowcount
+        entered = getattr(
+            session.execute(
+                update(SHIMS)
+                .where(SHIMS.c.pk == identity.pk, SHIMS.c.reset_at.is_(None))
+                .values(reset_at=now, reset_boot_count=h.boot_count, reset_seq=h.seq, check_at=None)
+            ),
+            "rowcount",
+            0,
+        )
         if entered == 1:
             record(
                 session,

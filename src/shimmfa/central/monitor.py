@@ -31,6 +31,7 @@ import secrets
 import socket
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -187,6 +188,16 @@ class Monitor:
         return pruned
 
 
+class Forwarding(Protocol):
+    """What `MonitorThread` needs of the SIEM forwarder (`siem.Forwarder`)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 class MonitorThread:
     """Runs `Monitor.run_once` every `monitor_interval` seconds in a daemon
     thread; starts the SIEM forwarder while it holds the lease."""
@@ -233,13 +244,3 @@ class MonitorThread:
                 self._forwarder.start()
             else:
                 self._forwarder.stop()
-
-
-class Forwarding:
-    """What `MonitorThread` needs of the SIEM forwarder (`siem.Forwarder`)."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def wake(self) -> None: ...

@@ -77,7 +77,7 @@ def require_head(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         raise SchemaError(
             f"{safe_url(str(engine.url))}: cannot open the database "
-            f"({type(exc.orig or exc).__name__}); check --database-url"
+            f"({type(getattr(exc, 'orig', None) or exc).__name__}); check --database-url"
         ) from None
     head = head_revision()
     if current is None:

@@ -32,49 +32,60 @@ class CentralSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHIMMFA_CENTRAL_", frozen=True, extra="ignore")
 
     database_url: str = Field(
-        DEFAULT_DATABASE_URL,
+        default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: a SQLite file, or postgresql+psycopg://user@host/db.",
     )
-    host: str = Field("127.0.0.1", description="Address `serve` listens on.")
-    port: int = Field(8443, ge=1, le=65535, description="TCP port `serve` listens on.")
-    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
-    tls_cert: Path | None = Field(None, description="PEM certificate chain for HTTPS.")
-    tls_key: Path | None = Field(None, description="PEM private key of `tls_cert`.")
-    pool_size: int = Field(10, ge=1, le=200, description="Database connections per worker.")
+    host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(default=8443, ge=1, le=65535, description="TCP port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain for HTTPS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key of `tls_cert`.")
+    pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per worker.")
     monitor_interval: float = Field(
-        1.0, gt=0, le=60, description="Seconds between two evaluations of the fleet monitor."
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two evaluations of the fleet monitor.",
     )
     lease_ttl: float = Field(
-        3.0,
+        default=3.0,
         gt=0,
         le=300,
         description="Seconds a monitor lease lasts unrenewed: how soon another worker or "
         "instance takes over from one that died.",
     )
     heartbeat_retention_days: float = Field(
-        7.0, gt=0, description="Days of heartbeat history kept; older rows are pruned."
+        default=7.0, gt=0, description="Days of heartbeat history kept; older rows are pruned."
     )
-    prune_batch: int = Field(5000, ge=1, description="Heartbeat rows pruned per monitor pass.")
+    prune_batch: int = Field(
+        default=5000, ge=1, description="Heartbeat rows pruned per monitor pass."
+    )
     session_ttl: float = Field(
-        8 * 3600.0, gt=0, description="Seconds an operator's web session lasts at most."
+        default=8 * 3600.0, gt=0, description="Seconds an operator's web session lasts at most."
     )
     session_idle: float = Field(
-        1800.0, gt=0, description="Seconds of inactivity that end an operator's web session."
+        default=1800.0,
+        gt=0,
+        description="Seconds of inactivity that end an operator's web session.",
     )
-    totp_window: int = Field(1, ge=0, le=3, description="TOTP steps accepted either side.")
-    max_failures: int = Field(5, ge=1, description="Login failures that lock an operator.")
-    lockout_seconds: float = Field(300.0, ge=0, description="How long a lockout lasts.")
+    totp_window: int = Field(default=1, ge=0, le=3, description="TOTP steps accepted either side.")
+    max_failures: int = Field(default=5, ge=1, description="Login failures that lock an operator.")
+    lockout_seconds: float = Field(default=300.0, ge=0, description="How long a lockout lasts.")
     siem_transport: str = Field(
-        "noop", description="Where alarms are forwarded: noop, file, https or syslog."
+        default="noop", description="Where alarms are forwarded: noop, file, https or syslog."
     )
     siem_endpoint: str | None = Field(
-        None, description="https://... or tcp:// / tls://host:port of the hospital SIEM."
+        default=None, description="https://... or tcp:// / tls://host:port of the hospital SIEM."
     )
-    siem_path: str | None = Field(None, description="JSON-lines file for the `file` transport.")
-    siem_ca_file: str | None = Field(None, description="CA certificates of the SIEM (PEM).")
-    siem_client_cert: str | None = Field(None, description="Client certificate for mutual TLS.")
-    siem_client_key: str | None = Field(None, description="Key of `siem_client_cert`.")
-    siem_format: str = Field("rfc5424", description="syslog rendering: rfc5424 or cef.")
+    siem_path: str | None = Field(
+        default=None, description="JSON-lines file for the `file` transport."
+    )
+    siem_ca_file: str | None = Field(default=None, description="CA certificates of the SIEM (PEM).")
+    siem_client_cert: str | None = Field(
+        default=None, description="Client certificate for mutual TLS."
+    )
+    siem_client_key: str | None = Field(default=None, description="Key of `siem_client_cert`.")
+    siem_format: str = Field(default="rfc5424", description="syslog rendering: rfc5424 or cef.")
 
     @field_validator("siem_transport")
     @classmethod

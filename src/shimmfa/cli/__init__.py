@@ -4,8 +4,8 @@ One module per command group (`technicians`, `keys` with `integrity`,
 `recordings`, `tamper`, `central` with `central_admin`); the root commands
 and `config` are here, and `base` holds what they share. Every command
 imports what it needs lazily, so `shimmfa --help` is quick and the groups
-never import each other. Errors are one line on stderr and a non-zero exit code (the error's `exit_code`), never
-a traceback, unless `--debug` is given.
+never import each other. Errors are one line on stderr and a non-zero exit
+code (the error's `exit_code`), never a traceback, unless `--debug` is given.
 """
 
 from __future__ import annotations

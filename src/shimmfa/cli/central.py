@@ -138,9 +138,7 @@ def _init_admin(
     if password_file is not None:
         password = read_secret_file(password_file, "password")
     else:
-        password = typer.prompt(
-            f"Password for {admin}", hide_input=True, confirmation_prompt=True
-        )
+        password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
     given = None
     if secret_file is not None and secret_file.exists() and secret_file.stat().st_size:
         given = read_secret_file(secret_file, "TOTP secret")

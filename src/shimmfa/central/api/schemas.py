@@ -68,15 +68,15 @@ class ShimIn(BaseModel):
     shim_id: str = Field(min_length=1, max_length=128)
     hardware_id: str = Field(min_length=1, max_length=128)
     public_key: str = Field(max_length=128, description="ed25519:<base64>, as `shimmfa keys show`")
-    location: str = Field("", max_length=256)
-    heartbeat_period: float = Field(60.0, ge=0.1, le=86400.0, description="seconds")
+    location: str = Field(default="", max_length=256)
+    heartbeat_period: float = Field(default=60.0, ge=0.1, le=86400.0, description="seconds")
 
 
 class MaintenanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: dt.datetime
     end: dt.datetime
-    reason: str = Field("", max_length=512)
+    reason: str = Field(default="", max_length=512)
 
 
 class MaintenanceOut(BaseModel):
