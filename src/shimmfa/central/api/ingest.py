@@ -154,3 +154,17 @@ async def post_events(request: Request) -> BatchOut:
     body = await _read(request, MAX_BATCH_BYTES)
     result: BatchOut = await run_in_threadpool(_events, request, credential, body)
     return result
+
+
+def _ping(request: Request, credential: str | None) -> bytes:
+    identity = authenticate_shim(get_central(request), credential)
+    return b'{"shim_id":' + json.dumps(identity.shim_id, ensure_ascii=False).encode() + b"}"
+
+
+@router.get("/ping", responses={401: {"model": ErrorBody}})
+async def get_ping(request: Request) -> JSONResponse:
+    """An empty request authenticated as a shim: the same path as a
+    heartbeat without the signature and the database (the framework's
+    floor, which `benchmarks/central_ingest.py` measures)."""
+    answer = await run_in_threadpool(_ping, request, bearer(request))
+    return _Raw(answer)
