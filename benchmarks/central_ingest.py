@@ -195,10 +195,11 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=3, help="client processes")
     parser.add_argument("--connections", type=int, default=8, help="connections per process")
     parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--no-fsync", action="store_true", help="PostgreSQL with fsync off")
     args = parser.parse_args()
     if args.quick:
         args.shims, args.duration, args.processes, args.connections = 50, 3.0, 1, 4
-    pg = PostgresServer(durable=True).start()
+    pg = PostgresServer(durable=not args.no_fsync).start()
     report: dict[str, Any] = {}
     try:
         workdir = Path(tempfile.mkdtemp(prefix="central-bench-"))

@@ -67,6 +67,8 @@ class Central:
         self.settings = settings
         self.engine = open_engine(settings.database_url, pool_size=settings.pool_size)
         self.sessions: SessionFactory = session_factory(self.engine)
+        # the same pool, each statement its own transaction (the ingest's one)
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.clock = clock
         self.identities = IdentityCache()
 

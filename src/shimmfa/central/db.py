@@ -7,7 +7,8 @@ Rules:
   other instead of failing on an upgraded lock.
 - PostgreSQL (`postgresql+psycopg://`): READ COMMITTED; the ingest and the
   monitor are race-free by conditional UPDATEs and row locks, not by
-  isolation level.
+  isolation level. No ping per checkout (a round trip per request): a
+  connection found dead fails one request and the pool is renewed.
 - `dialect(engine)` is "sqlite" or "postgresql"; nothing else is supported.
 - The URL is never logged or put in an error with its password.
 """
@@ -61,7 +62,6 @@ def open_engine(url: str, *, pool_size: int = 10) -> Engine:
             parsed,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_recycle=3600,
         )
     raise CentralError(

@@ -26,7 +26,24 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Double,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from shimmfa.central.context import Central, ShimIdentity
@@ -85,46 +102,53 @@ def ingest_heartbeat(central: Central, identity: ShimIdentity, body: bytes) -> V
     heartbeat = verify_for(identity, body)
     wire = json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
     now = central.clock()
-    with central.engine.begin() as connection:
-        if move(connection, identity, heartbeat, wire, now, postgres=central.dialect != "sqlite"):
-            return heartbeat
+    if central.dialect == "postgresql":  # one statement, atomic alone: one round trip
+        with central.autocommit.connect() as connection:
+            if move(connection, identity, heartbeat, wire, now, postgres=True):
+                return heartbeat
+    else:
+        with central.engine.begin() as connection:
+            if move(connection, identity, heartbeat, wire, now, postgres=False):
+                return heartbeat
     with central.sessions.begin() as session:
         problem = refusal(central, session, identity, heartbeat, now)
     raise problem  # after the commit: entering state_reset is kept
 
 
-def _values(h: VerifiedHeartbeat, now: float) -> dict[str, Any]:
+def _param(name: str, kind: Any) -> Any:
+    return bindparam(name, type_=kind)
+
+
+def _move_statements() -> tuple[Any, Any, Any]:
+    """The accepting statements, built once with bound parameters: (the
+    UPDATE, the UPDATE + history INSERT in one statement for PostgreSQL,
+    the history INSERT alone for SQLite). Reusing one statement object
+    spares SQLAlchemy building it and computing its cache key per call."""
     s = SHIMS.c
-    b = literal(h.boot_count)
-    tampered = literal(h.state) == "tampered"
-    clearing = and_(
-        literal(h.state) == "ok",
-        s.tampered_sent_at.is_not(None),
-        literal(h.sent_at_epoch) > s.tampered_sent_at,
-    )
+    b, seq = _param("p_b", BigInteger()), _param("p_s", BigInteger())
+    now, sent = _param("p_now", Double()), _param("p_sent", Double())
+    state = _param("p_state", String())
+    tampered = state == "tampered"
+    clearing = and_(state == "ok", s.tampered_sent_at.is_not(None), sent > s.tampered_sent_at)
     unannounced = and_(s.boot_count.is_not(None), b > s.boot_count, s.stopped_at.is_(None))
-    return {
-        "boot_count": h.boot_count,
-        "seq": h.seq,
+    values = {
+        "boot_count": b,
+        "seq": seq,
         "last_seen_at": now,
-        "last_sent_at": h.sent_at_epoch,
-        "uptime_s": float(h.uptime_s),
-        "hb_state": h.state,
-        "open_session": h.open_session,
-        "stopped_at": None,
+        "last_sent_at": sent,
+        "uptime_s": _param("p_up", Double()),
+        "hb_state": state,
+        "open_session": _param("p_sess", String()),
+        "stopped_at": null(),
         "back_at": case((and_(s.alarm == "missing", s.back_at.is_(None)), now), else_=s.back_at),
         "reboot_from": case(
             (unannounced, func.coalesce(s.reboot_from, s.boot_count)), else_=s.reboot_from
         ),
         "tampered_at": case(
-            (tampered, func.coalesce(s.tampered_at, now)),
-            (clearing, None),
-            else_=s.tampered_at,
+            (tampered, func.coalesce(s.tampered_at, now)), (clearing, null()), else_=s.tampered_at
         ),
-        "tampered_sent_at": case(
-            (tampered, h.sent_at_epoch), (clearing, None), else_=s.tampered_sent_at
-        ),
-        "tamper_alarmed": case((clearing, False), else_=s.tamper_alarmed),
+        "tampered_sent_at": case((tampered, sent), (clearing, null()), else_=s.tampered_sent_at),
+        "tamper_alarmed": case((clearing, false()), else_=s.tamper_alarmed),
         "check_at": case(
             (
                 or_(
@@ -138,15 +162,43 @@ def _values(h: VerifiedHeartbeat, now: float) -> dict[str, Any]:
             else_=now + MISSING_PERIODS * s.heartbeat_period,
         ),
     }
-
-
-def _newer(h: VerifiedHeartbeat) -> Any:
-    s = SHIMS.c
-    return or_(
-        s.boot_count.is_(None),
-        s.boot_count < h.boot_count,
-        and_(s.boot_count == h.boot_count, s.seq < h.seq),
+    newer = or_(s.boot_count.is_(None), s.boot_count < b, and_(s.boot_count == b, s.seq < seq))
+    moved = (
+        update(SHIMS)
+        .where(s.pk == _param("p_pk", BigInteger()), s.reset_at.is_(None), newer)
+        .values(values)
     )
+    history = {
+        "boot_count": b,
+        "seq": seq,
+        "received_at": now,
+        "sent_at": sent,
+        "state": state,
+        "wire": _param("p_wire", Text()),
+    }
+    cte = moved.returning(s.pk).cte("moved")
+    both = (
+        insert(HEARTBEATS)
+        .from_select(["shim_pk", *history], select(cte.c.pk, *history.values()))
+        .returning(HEARTBEATS.c.id)
+    )
+    alone = insert(HEARTBEATS).values(shim_pk=_param("p_pk", BigInteger()), **history)
+    return moved, both, alone
+
+
+MOVED, MOVED_WITH_HISTORY, HISTORY = _move_statements()
+_COMPILED: dict[str, tuple[str, Any]] = {}
+
+
+def _compiled(connection: Connection) -> tuple[str, Any]:
+    """The PostgreSQL statement compiled once: executed as its SQL text, so
+    no statement building, cache key or compile cache lookup per heartbeat."""
+    name = connection.dialect.name
+    found = _COMPILED.get(name)
+    if found is None:
+        compiled = MOVED_WITH_HISTORY.compile(dialect=connection.dialect)
+        found = _COMPILED[name] = (str(compiled), compiled)
+    return found
 
 
 def move(
@@ -159,30 +211,24 @@ def move(
     postgres: bool,
 ) -> bool:
     """Accept `h` if it is newer than the shim's position; False if not."""
-    moved = (
-        update(SHIMS)
-        .where(SHIMS.c.pk == identity.pk, SHIMS.c.reset_at.is_(None), _newer(h))
-        .values(_values(h, now))
-    )
-    history = {
-        "boot_count": h.boot_count,
-        "seq": h.seq,
-        "received_at": now,
-        "sent_at": h.sent_at_epoch,
-        "state": h.state,
-        "wire": wire,
+    params = {
+        "p_pk": identity.pk,
+        "p_b": h.boot_count,
+        "p_s": h.seq,
+        "p_now": now,
+        "p_sent": h.sent_at_epoch,
+        "p_up": float(h.uptime_s),
+        "p_state": h.state,
+        "p_sess": h.open_session,
+        "p_wire": wire,
     }
     if postgres:
-        cte = moved.returning(SHIMS.c.pk).cte("moved")
-        names = ["shim_pk", *history]
-        columns = [cte.c.pk, *(literal(value) for value in history.values())]
-        statement = (
-            insert(HEARTBEATS).from_select(names, select(*columns)).returning(HEARTBEATS.c.id)
-        )
-        return connection.execute(statement).first() is not None
-    if connection.execute(moved).rowcount != 1:
+        sql, compiled = _compiled(connection)
+        full = compiled.construct_params(params)
+        return connection.exec_driver_sql(sql, full).first() is not None
+    if getattr(connection.execute(MOVED, params), "rowcount", 0) != 1:
         return False
-    connection.execute(insert(HEARTBEATS).values(shim_pk=identity.pk, **history))
+    connection.execute(HISTORY, params)
     return True
 
 
