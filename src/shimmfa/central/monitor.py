@@ -166,25 +166,27 @@ class Monitor:
         )
 
     def _prune(self, now: float) -> int:
+        """Delete up to `prune_batch` rows older than the retention, oldest
+        first; a pass reads one row when there is nothing to prune."""
         cutoff = now - self.central.settings.heartbeat_retention
         batch = self.central.settings.prune_batch
         pruned = 0
         with self.central.sessions.begin() as session:
-            for table, where in (
-                (HeartbeatRow, None),
-                (EventRow, EventRow.kind == "heartbeat"),
-            ):
-                query = select(table.id, table.received_at).order_by(table.id).limit(batch)
-                if where is not None:
-                    query = query.where(where)
-                old = [row.id for row in session.execute(query) if row.received_at < cutoff]
-                if old:
-                    gone = session.execute(
-                        delete(table).where(
-                            table.id <= max(old), *([where] if where is not None else [])
-                        )
-                    )
-                    pruned += getattr(gone, "rowcount", 0)
+            for table, kind in ((HeartbeatRow, None), (EventRow, "heartbeat")):
+                query = select(table.id, table.received_at).order_by(table.id)
+                if kind is not None:
+                    query = query.where(EventRow.kind == kind)
+                oldest = session.execute(query.limit(1)).first()
+                if oldest is None or oldest.received_at >= cutoff:
+                    continue
+                head = query.limit(batch).subquery()
+                last = session.scalar(
+                    select(func.max(head.c.id)).where(head.c.received_at < cutoff)
+                )
+                where = [table.id <= last]
+                if kind is not None:
+                    where.append(EventRow.kind == kind)
+                pruned += getattr(session.execute(delete(table).where(*where)), "rowcount", 0)
         return pruned
 
 
