@@ -11,9 +11,10 @@ STAMP := $(VENV)/.installed
 # oathtool (crypto cross-checks), asciinema (playback), rsyslog + TLS (the
 # SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
 # full on a loop file), openssl (signature vector); gcc, libc6-dev and
-# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install.
+# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install;
+# postgresql (the central service's tests and benchmark start their own server).
 DEBIAN_PACKAGES := socat age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl \
-	gcc libc6-dev python3-dev
+	gcc libc6-dev python3-dev postgresql
 
 .PHONY: demo test bench lint readme system venv clean
 
@@ -28,6 +29,7 @@ bench: system venv
 	$(BIN)/python benchmarks/relay_bench.py
 	$(BIN)/python benchmarks/gate_fuzz.py
 	$(BIN)/python benchmarks/tamper_bench.py
+	PYTHONPATH=tests $(BIN)/python benchmarks/central_ingest.py
 
 lint: venv
 	gcc -fsyntax-only -std=gnu11 -Wall -Wextra -Werror \

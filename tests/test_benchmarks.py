@@ -7,6 +7,7 @@ package did not leave them broken, e.g. an import that moved."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +21,14 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def run_bench(tmp_path: Path, script: str, *args: str) -> dict[str, object]:
     report = tmp_path / f"{script}.json"
+    tests = str(Path(__file__).resolve().parent)  # central_ingest shares the test fixtures
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args, "--json", str(report)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env={**os.environ, "PYTHONPATH": tests},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     result: dict[str, object] = json.loads(report.read_text())
@@ -64,3 +67,14 @@ def test_recording_load_measures_each_variant(tmp_path: Path) -> None:
     ratios = report["ratios"]
     assert isinstance(ratios, dict)
     assert set(ratios) == {"sealer", "waker"}
+
+
+def test_central_ingest_measures_heartbeats_the_floor_and_missing_detection(
+    tmp_path: Path,
+) -> None:
+    report = run_bench(tmp_path, "central_ingest.py", "--quick")
+    heartbeats, floor = report["heartbeats"], report["floor"]
+    assert isinstance(heartbeats, dict) and isinstance(floor, dict)
+    assert heartbeats["requests"] > 0 and heartbeats["errors"] == 0
+    assert floor["requests"] > 0
+    assert report["missing_after_s"] is not None

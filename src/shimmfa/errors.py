@@ -19,6 +19,10 @@ program cannot work around. Every message says what to do next.
      ├── ShareError           (also a ValueError) a Shamir split or combine refused its input
      ├── DealError            (also a ValueError) a quorum deal cannot be made as asked
      ├── TocError             (also a ValueError) a Toc is malformed or does not fit the others
+     ├── CentralError         the central service cannot do what was asked (a bad
+     │    │                   database URL, an unknown operator, shim or token)
+     │    └── SchemaError     the central database is not at the schema this
+     │                        version needs: run `shimmfa central init` (exit code 2)
      └── DemoError            the demo could not set itself up
 
 This module imports nothing from the rest of the package.
@@ -126,6 +130,21 @@ class TocError(ShimMfaError, ValueError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class CentralError(ShimMfaError):
+    """The central service cannot do what was asked: the message says what
+    to change (a database URL, an operator, shim or token that does not
+    exist or already does)."""
+
+    exit_code = 1
+
+
+class SchemaError(CentralError):
+    """The central database's schema is missing or not the one this version
+    needs; `shimmfa central init` creates or upgrades it."""
+
+    exit_code = 2
 
 
 class DemoError(ShimMfaError):

@@ -1,0 +1,99 @@
+"""Every error the API answers is JSON `{"code": ..., "message": ...}`: a
+domain `Problem` (mapped to its status here, in one place), an
+HTTPException, an unknown route (404), a wrong method (405), a validation
+error (422, with a readable message) or anything unexpected (500, logged,
+no details out). Never an HTML page, never an opaque 500."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from shimmfa.central.problems import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    InvalidCredentials,
+    NotFound,
+    Problem,
+    TooLarge,
+    Unauthenticated,
+)
+
+__all__ = ["STATUS", "error_response", "install"]
+
+log = logging.getLogger("shimmfa.central.api")
+
+STATUS: dict[type[Problem], int] = {
+    InvalidCredentials: 401,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+    TooLarge: 413,
+}
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+def status_of(problem: Problem) -> int:
+    for kind in type(problem).__mro__:
+        if kind in STATUS:
+            return STATUS[kind]
+    return 400
+
+
+async def _problem(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)  # noqa: S101 - registered for Problem only
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return error_response(status, exc.code, exc.message, headers)
+
+
+async def _http(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)  # noqa: S101
+    code = HTTP_CODES.get(exc.status_code, "http_error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = "no such resource; the API is under /api/v1 (see /docs)"
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}) or None)
+
+
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # noqa: S101
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(item) for item in error.get("loc", ()) if item != "body")
+        parts.append(f"{where or 'body'}: {error.get('msg', 'invalid')}")
+    return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal error; the server log has details")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,170 @@
+"""`POST /api/v1/heartbeats` and `POST /api/v1/events`: what shims send,
+authenticated by the shim's own credential.
+
+The heartbeat endpoint is the hot path: it reads the raw body (no pydantic
+model), and does its work in one call to the thread pool: the credential
+(cached), one Ed25519 verification, one database statement on PostgreSQL.
+Both document their body in OpenAPI by hand."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from shimmfa.central.api.deps import bearer, get_central
+from shimmfa.central.api.schemas import BatchOut, ErrorBody, HeartbeatAccepted
+from shimmfa.central.event_ingest import ingest_events
+from shimmfa.central.ingest import authenticate_shim, ingest_heartbeat
+from shimmfa.central.problems import Invalid, TooLarge
+from shimmfa.core.heartbeat import MAX_WIRE_BYTES
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["ingest"])
+
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+ERRORS: dict[int | str, dict[str, object]] = {
+    status: {"model": ErrorBody} for status in (401, 403, 409, 413, 422)
+}
+_ID = {"type": "string", "minLength": 1, "maxLength": 128}
+_HEX = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_COUNTER = {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+WIRE_SCHEMA = {
+    "type": "object",
+    "required": ["payload", "sig"],
+    "additionalProperties": False,
+    "properties": {
+        "payload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "shim_id",
+                "hardware_id",
+                "seq",
+                "boot_count",
+                "uptime_s",
+                "sent_at",
+                "state",
+                "open_session",
+                "config_sha256",
+                "software_sha256",
+            ],  # fmt: skip
+            "properties": {
+                "shim_id": _ID,
+                "hardware_id": _ID,
+                "seq": _COUNTER,
+                "boot_count": _COUNTER,
+                "uptime_s": {"type": "number", "minimum": 0},
+                "sent_at": {"type": "string", "example": "2026-01-31T12:00:00.000Z"},
+                "state": {"type": "string", "enum": ["ok", "tampered"]},
+                "open_session": {"type": ["string", "null"]},
+                "config_sha256": _HEX,
+                "software_sha256": _HEX,
+            },
+        },
+        "sig": {"type": "string", "description": "base64 Ed25519 signature"},
+    },
+}
+BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["events"],
+    "additionalProperties": False,
+    "properties": {
+        "events": {
+            "type": "array",
+            "maxItems": 1000,
+            "items": {"type": "object", "description": "core.events.to_json(event)"},
+        }
+    },
+}
+
+
+def _body_doc(schema: dict[str, object]) -> dict[str, object]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+async def _read(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _heartbeat(request: Request, credential: str | None, body: bytes) -> bytes:
+    central = get_central(request)
+    identity = authenticate_shim(central, credential)
+    h = ingest_heartbeat(central, identity, body)
+    return (
+        b'{"accepted":true,"shim_id":'
+        + json.dumps(h.shim_id, ensure_ascii=False).encode()
+        + b',"boot_count":%d,"seq":%d}' % (h.boot_count, h.seq)
+    )
+
+
+@router.post(
+    "/heartbeats",
+    response_model=HeartbeatAccepted,
+    responses=ERRORS,
+    openapi_extra=_body_doc(WIRE_SCHEMA),
+)
+async def post_heartbeat(request: Request) -> JSONResponse:
+    """One signed heartbeat in its wire form `{"payload": {...}, "sig": ...}`.
+    200 accepted; 401 no or unknown credential; 403 bad signature or another
+    shim's payload; 409 `not_newer` or `state_reset`; 422 malformed."""
+    credential = bearer(request)
+    body = await _read(request, MAX_WIRE_BYTES + 1)
+    answer = await run_in_threadpool(_heartbeat, request, credential, body)
+    return _Raw(answer)
+
+
+class _Raw(JSONResponse):
+    def render(self, content: object) -> bytes:
+        assert isinstance(content, bytes)  # noqa: S101 - built above
+        return content
+
+
+def _events(request: Request, credential: str | None, body: bytes) -> BatchOut:
+    central = get_central(request)
+    identity = authenticate_shim(central, credential)
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Invalid("the body is not JSON", "malformed") from None
+    result = ingest_events(central, identity, document)
+    return BatchOut(accepted=result.accepted, new=result.new, stale=result.stale)
+
+
+@router.post(
+    "/events", response_model=BatchOut, responses=ERRORS, openapi_extra=_body_doc(BATCH_SCHEMA)
+)
+async def post_events(request: Request) -> BatchOut:
+    """A batch `{"events": [...]}` as the shim's https sender posts it: all
+    of this shim, each stored once (by event_id); heartbeats inside verified.
+    Replies how many were accepted, new, and stale heartbeats."""
+    credential = bearer(request)
+    body = await _read(request, MAX_BATCH_BYTES)
+    result: BatchOut = await run_in_threadpool(_events, request, credential, body)
+    return result
+
+
+def _ping(request: Request, credential: str | None) -> bytes:
+    identity = authenticate_shim(get_central(request), credential)
+    return b'{"shim_id":' + json.dumps(identity.shim_id, ensure_ascii=False).encode() + b"}"
+
+
+@router.get("/ping", responses={401: {"model": ErrorBody}})
+async def get_ping(request: Request) -> JSONResponse:
+    """An empty request authenticated as a shim: the same path as a
+    heartbeat without the signature and the database (the framework's
+    floor, which `benchmarks/central_ingest.py` measures)."""
+    answer = await run_in_threadpool(_ping, request, bearer(request))
+    return _Raw(answer)

@@ -1,0 +1,289 @@
+"""Heartbeat ingest: authenticate the shim, verify, move its position.
+
+Rules:
+- The shim authenticates with its bearer credential (`sms_...`); its hash
+  names the shim. Unknown or removed: `Unauthenticated` (401).
+- `core.heartbeat.verify_heartbeat` checks the wire form and the Ed25519
+  signature once, with the registered key: malformed -> `Invalid`
+  ("malformed", 422); a payload of another shim -> `Forbidden`
+  ("wrong_shim"); a bad signature -> `Forbidden` ("bad_signature").
+- `move` is the one statement that accepts a heartbeat: a conditional
+  UPDATE of the shim's row, `WHERE (boot_count, seq) < new` (and the shim
+  is not in `state_reset`), so two concurrent heartbeats of one shim can
+  never both move it; on PostgreSQL the history row is inserted in the same
+  statement (one round trip). Its SET clauses read the row's old values to
+  leave the monitor its work (`check_at` = now when something happened:
+  back from `missing`, an unannounced reboot, tamper).
+- Nothing rejected changes anything, but for one case: a verified heartbeat
+  whose boot count is below the last accepted one means the shim's state
+  went backwards. The shim enters `state_reset` and one `state_reset` alarm
+  is raised (a conditional UPDATE: once, whatever the concurrency); every
+  later heartbeat is refused as `state_reset` (409) until an admin accepts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Double,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    false,
+    func,
+    insert,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from shimmfa.central.context import Central, ShimIdentity
+from shimmfa.central.credentials import parse_public_key, token_hash
+from shimmfa.central.models import HeartbeatRow, ShimRow
+from shimmfa.central.problems import Conflict, Forbidden, Invalid, Unauthenticated
+from shimmfa.central.records import record
+from shimmfa.central.status import MISSING_PERIODS
+from shimmfa.core.heartbeat import Rejection, VerifiedHeartbeat, verify_heartbeat
+from shimmfa.errors import HeartbeatError
+
+__all__ = ["authenticate_shim", "ingest_heartbeat", "move", "refusal", "verify_for"]
+
+SHIMS: Table = ShimRow.__table__  # type: ignore[assignment]
+HEARTBEATS: Table = HeartbeatRow.__table__  # type: ignore[assignment]
+
+
+def authenticate_shim(central: Central, credential: str | None) -> ShimIdentity:
+    if not credential:
+        raise Unauthenticated("a shim credential is required (Authorization: Bearer sms_...)")
+    digest = token_hash(credential)
+    identity = central.identities.get(digest)
+    if identity is not None:
+        return identity
+    with central.engine.connect() as connection:
+        row = connection.execute(
+            select(SHIMS.c.pk, SHIMS.c.shim_id, SHIMS.c.public_key).where(
+                SHIMS.c.credential_hash == digest
+            )
+        ).first()
+    if row is None:
+        raise Unauthenticated("unknown shim credential")
+    identity = ShimIdentity(row.pk, row.shim_id, parse_public_key(row.public_key), digest)
+    central.identities.put(identity)
+    return identity
+
+
+def verify_for(identity: ShimIdentity, wire: bytes | dict[str, Any]) -> VerifiedHeartbeat:
+    """The verified heartbeat, or the Problem to answer."""
+    try:
+        return verify_heartbeat(wire, {identity.shim_id: identity.raw_key}, {})
+    except HeartbeatError as exc:
+        if exc.reason == Rejection.UNKNOWN_SHIM:
+            raise Forbidden(
+                "the heartbeat is for another shim than this credential's", "wrong_shim"
+            ) from None
+        if exc.reason == Rejection.BAD_SIGNATURE:
+            raise Forbidden(
+                "bad signature: forged, altered, or not signed with the registered key",
+                "bad_signature",
+            ) from None
+        raise Invalid(str(exc), "malformed") from None
+
+
+def ingest_heartbeat(central: Central, identity: ShimIdentity, body: bytes) -> VerifiedHeartbeat:
+    heartbeat = verify_for(identity, body)
+    wire = json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
+    now = central.clock()
+    if central.dialect == "postgresql":  # one statement, atomic alone: one round trip
+        with central.autocommit.connect() as connection:
+            if move(connection, identity, heartbeat, wire, now, postgres=True):
+                return heartbeat
+    else:
+        with central.engine.begin() as connection:
+            if move(connection, identity, heartbeat, wire, now, postgres=False):
+                return heartbeat
+    with central.sessions.begin() as session:
+        problem = refusal(central, session, identity, heartbeat, now)
+    raise problem  # after the commit: entering state_reset is kept
+
+
+def _param(name: str, kind: Any) -> Any:
+    return bindparam(name, type_=kind)
+
+
+def _move_statements() -> tuple[Any, Any, Any]:
+    """The accepting statements, built once with bound parameters: (the
+    UPDATE, the UPDATE + history INSERT in one statement for PostgreSQL,
+    the history INSERT alone for SQLite). Reusing one statement object
+    spares SQLAlchemy building it and computing its cache key per call."""
+    s = SHIMS.c
+    b, seq = _param("p_b", BigInteger()), _param("p_s", BigInteger())
+    now, sent = _param("p_now", Double()), _param("p_sent", Double())
+    state = _param("p_state", String())
+    tampered = state == "tampered"
+    clearing = and_(state == "ok", s.tampered_sent_at.is_not(None), sent > s.tampered_sent_at)
+    unannounced = and_(s.boot_count.is_not(None), b > s.boot_count, s.stopped_at.is_(None))
+    values = {
+        "boot_count": b,
+        "seq": seq,
+        "last_seen_at": now,
+        "last_sent_at": sent,
+        "uptime_s": _param("p_up", Double()),
+        "hb_state": state,
+        "open_session": _param("p_sess", String()),
+        "stopped_at": null(),
+        "back_at": case((and_(s.alarm == "missing", s.back_at.is_(None)), now), else_=s.back_at),
+        "reboot_from": case(
+            (unannounced, func.coalesce(s.reboot_from, s.boot_count)), else_=s.reboot_from
+        ),
+        "tampered_at": case(
+            (tampered, func.coalesce(s.tampered_at, now)), (clearing, null()), else_=s.tampered_at
+        ),
+        "tampered_sent_at": case((tampered, sent), (clearing, null()), else_=s.tampered_sent_at),
+        "tamper_alarmed": case((clearing, false()), else_=s.tamper_alarmed),
+        "check_at": case(
+            (
+                or_(
+                    s.alarm != "",
+                    s.reboot_from.is_not(None),
+                    unannounced,
+                    and_(tampered, s.tamper_alarmed.is_(False)),
+                ),
+                now,
+            ),
+            else_=now + MISSING_PERIODS * s.heartbeat_period,
+        ),
+    }
+    newer = or_(s.boot_count.is_(None), s.boot_count < b, and_(s.boot_count == b, s.seq < seq))
+    moved = (
+        update(SHIMS)
+        .where(s.pk == _param("p_pk", BigInteger()), s.reset_at.is_(None), newer)
+        .values(values)
+    )
+    history = {
+        "boot_count": b,
+        "seq": seq,
+        "received_at": now,
+        "sent_at": sent,
+        "state": state,
+        "wire": _param("p_wire", Text()),
+    }
+    cte = moved.returning(s.pk).cte("moved")
+    both = (
+        insert(HEARTBEATS)
+        .from_select(["shim_pk", *history], select(cte.c.pk, *history.values()))
+        .returning(HEARTBEATS.c.id)
+    )
+    alone = insert(HEARTBEATS).values(shim_pk=_param("p_pk", BigInteger()), **history)
+    return moved, both, alone
+
+
+MOVED, MOVED_WITH_HISTORY, HISTORY = _move_statements()
+_COMPILED: dict[str, tuple[str, Any]] = {}
+
+
+def _compiled(connection: Connection) -> tuple[str, Any]:
+    """The PostgreSQL statement compiled once: executed as its SQL text, so
+    no statement building, cache key or compile cache lookup per heartbeat."""
+    name = connection.dialect.name
+    found = _COMPILED.get(name)
+    if found is None:
+        compiled = MOVED_WITH_HISTORY.compile(dialect=connection.dialect)
+        found = _COMPILED[name] = (str(compiled), compiled)
+    return found
+
+
+def move(
+    connection: Connection,
+    identity: ShimIdentity,
+    h: VerifiedHeartbeat,
+    wire: str,
+    now: float,
+    *,
+    postgres: bool,
+) -> bool:
+    """Accept `h` if it is newer than the shim's position; False if not."""
+    params = {
+        "p_pk": identity.pk,
+        "p_b": h.boot_count,
+        "p_s": h.seq,
+        "p_now": now,
+        "p_sent": h.sent_at_epoch,
+        "p_up": float(h.uptime_s),
+        "p_state": h.state,
+        "p_sess": h.open_session,
+        "p_wire": wire,
+    }
+    if postgres:
+        sql, compiled = _compiled(connection)
+        full = compiled.construct_params(params)
+        return connection.exec_driver_sql(sql, full).first() is not None
+    if getattr(connection.execute(MOVED, params), "rowcount", 0) != 1:
+        return False
+    connection.execute(HISTORY, params)
+    return True
+
+
+def refusal(
+    central: Central,
+    session: Session,
+    identity: ShimIdentity,
+    h: VerifiedHeartbeat,
+    now: float,
+) -> Conflict | Unauthenticated:
+    """Why `h` did not move the shim (called in a transaction, after `move`
+    returned False): the shim is gone, in state_reset (entered now, once, if
+    `h` went back in boot count), or `h` is simply not newer."""
+    row = session.execute(
+        select(SHIMS.c.boot_count, SHIMS.c.seq, SHIMS.c.reset_at, SHIMS.c.credential_hash)
+        .where(SHIMS.c.pk == identity.pk)
+        .with_for_update()
+    ).first()
+    if row is None or row.credential_hash != identity.credential_hash:
+        central.identities.forget(identity.credential_hash)
+        return Unauthenticated("unknown shim credential")
+    reset = Conflict(
+        f"shim {identity.shim_id!r} is in state_reset: its boot count went backwards; an "
+        "admin must accept the reset (POST /api/v1/shims/{id}/accept-reset)",
+        "state_reset",
+    )
+    if row.reset_at is not None:
+        return reset
+    if row.boot_count is not None and h.boot_count < row.boot_count:
+        entered = getattr(
+            session.execute(
+                update(SHIMS)
+                .where(SHIMS.c.pk == identity.pk, SHIMS.c.reset_at.is_(None))
+                .values(reset_at=now, reset_boot_count=h.boot_count, reset_seq=h.seq, check_at=None)
+            ),
+            "rowcount",
+            0,
+        )
+        if entered == 1:
+            record(
+                session,
+                "state_reset",
+                now=now,
+                shim_id=identity.shim_id,
+                fields={
+                    "boot_count": h.boot_count,
+                    "seq": h.seq,
+                    "last_boot_count": row.boot_count,
+                    "last_seq": row.seq,
+                },
+                forward=central.forward,
+            )
+        return reset
+    return Conflict(
+        f"heartbeat ({h.boot_count}, {h.seq}) of shim {identity.shim_id!r} is not after the "
+        f"last accepted ({row.boot_count}, {row.seq})",
+        "not_newer",
+    )

@@ -1,0 +1,134 @@
+"""The central service's settings: one typed table (name, default, help),
+read from `SHIMMFA_CENTRAL_*` environment variables; command-line flags win
+(the CLI passes them as keyword arguments, which pydantic-settings ranks
+above the environment).
+
+Rules:
+- Built in `main()` / `create_app(settings)`, never at import time.
+- Settings are frozen; nothing secret lives here (tokens and keys are in the
+  database or in files named here).
+- `sink_settings()` is the `transport.build.SinkSettings` view of the
+  `siem_*` settings, so alarms go out through the shim's own senders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_URL", "CentralSettings", "SiemSinkSettings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./shimmfa-central.db"
+SIEM_TRANSPORTS = ("noop", "file", "https", "syslog")
+
+
+class CentralSettings(BaseSettings):
+    """Every setting of `shimmfa central`, with its environment variable
+    `SHIMMFA_CENTRAL_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIMMFA_CENTRAL_", frozen=True, extra="ignore")
+
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: a SQLite file, or postgresql+psycopg://user@host/db.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(default=8443, ge=1, le=65535, description="TCP port `serve` listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes.")
+    tls_cert: Path | None = Field(default=None, description="PEM certificate chain for HTTPS.")
+    tls_key: Path | None = Field(default=None, description="PEM private key of `tls_cert`.")
+    pool_size: int = Field(default=10, ge=1, le=200, description="Database connections per worker.")
+    monitor_interval: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two evaluations of the fleet monitor.",
+    )
+    lease_ttl: float = Field(
+        default=3.0,
+        gt=0,
+        le=300,
+        description="Seconds a monitor lease lasts unrenewed: how soon another worker or "
+        "instance takes over from one that died.",
+    )
+    heartbeat_retention_days: float = Field(
+        default=7.0, gt=0, description="Days of heartbeat history kept; older rows are pruned."
+    )
+    prune_batch: int = Field(
+        default=5000, ge=1, description="Heartbeat rows pruned per monitor pass."
+    )
+    session_ttl: float = Field(
+        default=8 * 3600.0, gt=0, description="Seconds an operator's web session lasts at most."
+    )
+    session_idle: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Seconds of inactivity that end an operator's web session.",
+    )
+    totp_window: int = Field(default=1, ge=0, le=3, description="TOTP steps accepted either side.")
+    max_failures: int = Field(default=5, ge=1, description="Login failures that lock an operator.")
+    lockout_seconds: float = Field(default=300.0, ge=0, description="How long a lockout lasts.")
+    siem_transport: str = Field(
+        default="noop", description="Where alarms are forwarded: noop, file, https or syslog."
+    )
+    siem_endpoint: str | None = Field(
+        default=None, description="https://... or tcp:// / tls://host:port of the hospital SIEM."
+    )
+    siem_path: str | None = Field(
+        default=None, description="JSON-lines file for the `file` transport."
+    )
+    siem_ca_file: str | None = Field(default=None, description="CA certificates of the SIEM (PEM).")
+    siem_client_cert: str | None = Field(
+        default=None, description="Client certificate for mutual TLS."
+    )
+    siem_client_key: str | None = Field(default=None, description="Key of `siem_client_cert`.")
+    siem_format: str = Field(default="rfc5424", description="syslog rendering: rfc5424 or cef.")
+
+    @field_validator("siem_transport")
+    @classmethod
+    def _known_transport(cls, value: str) -> str:
+        if value not in SIEM_TRANSPORTS:
+            raise ValueError(f"choose one of {', '.join(SIEM_TRANSPORTS)}")
+        return value
+
+    @field_validator("siem_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value not in ("rfc5424", "cef"):
+            raise ValueError("choose rfc5424 or cef")
+        return value
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def heartbeat_retention(self) -> float:
+        return self.heartbeat_retention_days * 86400.0
+
+    def sink_settings(self) -> SiemSinkSettings:
+        return SiemSinkSettings(
+            transport=self.siem_transport,
+            endpoint=self.siem_endpoint,
+            path=self.siem_path,
+            ca_file=self.siem_ca_file,
+            client_cert=self.siem_client_cert,
+            client_key=self.siem_client_key,
+            format=self.siem_format,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SiemSinkSettings:
+    """The `siem_*` settings as `transport.build.build_sink` reads them."""
+
+    transport: str
+    endpoint: str | None
+    path: str | None
+    ca_file: str | None
+    client_cert: str | None
+    client_key: str | None
+    format: str

@@ -1,0 +1,268 @@
+"""`shimmfa central`: set up and run the central service, and look at the
+fleet (`init`, `serve`, `status`); `token` and `shim` are in
+`central_admin`. Every command works on the database `--database-url`
+names (or `SHIMMFA_CENTRAL_DATABASE_URL`; default a SQLite file in the
+working directory)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from shimmfa.cli import central_admin
+from shimmfa.cli.base import command_group, console, err
+from shimmfa.errors import CentralError, ConfigError
+
+if TYPE_CHECKING:
+    from shimmfa.central.context import Central
+
+app = command_group(
+    "The central service: registers shims, verifies their heartbeats and events, "
+    "and reports a shim that goes silent."
+)
+app.add_typer(central_admin.token_app, name="token")
+app.add_typer(central_admin.shim_app, name="shim")
+
+DEFAULT_URL = "sqlite:///./shimmfa-central.db"
+DatabaseUrl = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="SHIMMFA_CENTRAL_DATABASE_URL",
+        help="sqlite:///FILE (default, in the working directory) or "
+        "postgresql+psycopg://USER@HOST/DB.",
+        show_envvar=True,
+    ),
+]
+
+
+def open_central(database_url: str, *, check: bool = True) -> Central:
+    """The database, checked to be at the schema head unless `check=False`."""
+    from shimmfa.central import schema
+    from shimmfa.central.context import Central
+    from shimmfa.central.settings import CentralSettings
+
+    central = Central(CentralSettings(database_url=database_url))
+    if check:
+        schema.require_head(central.engine)
+    return central
+
+
+def actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CentralError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if not text:
+        raise CentralError(f"{path}: the {what} file is empty")
+    return text
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` to a new file only its owner can read (0600)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise CentralError(f"{path}: cannot write ({exc.strerror})") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text + "\n")
+
+
+@app.command("init")
+def init(
+    database_url: DatabaseUrl = DEFAULT_URL,
+    admin: Annotated[
+        str | None, typer.Option("--admin", help="ID of the first admin operator to create.")
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the admin's password from this file (else it is asked)."),
+    ] = None,
+    totp_secret_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="For scripts and tests: take the admin's TOTP secret (base32) from this "
+            "file if it exists, else write the new one to it (mode 0600), instead of "
+            "showing the otpauth URI and QR code."
+        ),
+    ] = None,
+    code: Annotated[
+        str | None,
+        typer.Option(help="The confirmation code from the authenticator (else it is asked)."),
+    ] = None,
+) -> None:
+    """Create or upgrade the database schema and, with `--admin`, the first
+    admin: shows the admin's otpauth URI and QR code and asks for one code
+    to confirm the authenticator works."""
+    from shimmfa.central import schema
+    from shimmfa.central.db import safe_url
+
+    central = open_central(database_url, check=False)
+    try:
+        schema.upgrade(central.engine)
+        typer.echo(f"{safe_url(database_url)}: schema at {schema.head_revision()}")
+        if admin is not None:
+            _init_admin(central, admin, password_file, totp_secret_file, code)
+    finally:
+        central.close()
+
+
+def _init_admin(
+    central: Central,
+    admin: str,
+    password_file: Path | None,
+    secret_file: Path | None,
+    code: str | None,
+) -> None:
+    from sqlalchemy import delete
+
+    from shimmfa.central.models import AuthStateRow, Operator
+    from shimmfa.central.operators import DbAuthStateStore, create_operator
+    from shimmfa.core.totp import TechnicianRecord, TotpGate, provisioning_uri
+
+    with central.sessions() as session:
+        if session.get(Operator, admin) is not None:
+            raise CentralError(f"operator {admin!r} exists already; nothing to do")
+    if password_file is not None:
+        password = read_secret_file(password_file, "password")
+    else:
+        password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
+    given = None
+    if secret_file is not None and secret_file.exists() and secret_file.stat().st_size:
+        given = read_secret_file(secret_file, "TOTP secret")
+    operator, secret = create_operator(
+        central, admin, role="admin", password=password, totp_secret=given, actor=actor()
+    )
+    uri = provisioning_uri(admin, secret, issuer="ShimMFA central")
+    if secret_file is not None:
+        if given is None:
+            write_private(secret_file, secret)
+            typer.echo(f"TOTP secret written to {secret_file} (mode 0600)")
+    else:
+        import segno
+
+        typer.echo(f"Add this to the admin's authenticator app:\n{uri}\n")
+        segno.make(uri, error="m").terminal(compact=True)
+    if code is None:
+        code = typer.prompt("Code shown by the authenticator")
+    gate = TotpGate(
+        {admin: TechnicianRecord(admin, secret)},
+        time_source=central.clock,
+        window=central.settings.totp_window,
+        store=DbAuthStateStore(central),
+    )
+    outcome = gate.authenticate(admin, code)
+    if not outcome.authenticated:
+        with central.sessions.begin() as session:
+            session.execute(delete(Operator).where(Operator.operator_id == admin))
+            session.execute(delete(AuthStateRow).where(AuthStateRow.key == admin))
+        raise CentralError(
+            f"that code does not match ({outcome.result}); {admin!r} was not created: "
+            "check the authenticator's clock and run init again"
+        )
+    typer.echo(f"admin {operator.operator_id!r} created and confirmed")
+
+
+@app.command("serve")
+def serve(
+    database_url: DatabaseUrl = DEFAULT_URL,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8443,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes (use PostgreSQL for more than one).")
+    ] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: serve HTTPS.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the API (uvicorn). Refuses to start unless the schema is current
+    (`shimmfa central init`). Other settings come from `SHIMMFA_CENTRAL_*`
+    environment variables; these flags win over them."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from shimmfa.central import schema
+    from shimmfa.central.settings import CentralSettings
+
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("give both --tls-cert and --tls-key, or neither")
+    flags = {"database_url": database_url, "host": host, "port": port, "workers": workers}
+    if tls_cert is not None:
+        flags.update(tls_cert=tls_cert, tls_key=tls_key)
+    try:
+        settings = CentralSettings(**flags)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    central = open_central(settings.database_url, check=False)
+    try:
+        schema.require_head(central.engine)
+        if workers > 1 and central.dialect == "sqlite":
+            err("warning: several workers on SQLite take turns writing; use PostgreSQL to scale")
+    finally:
+        central.close()
+    for name, value in settings.model_dump().items():  # the workers read the environment
+        if value is not None:
+            os.environ[f"SHIMMFA_CENTRAL_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "shimmfa.central.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        log_level=log_level.lower(),
+        access_log=False,
+        server_header=False,
+    )
+
+
+@app.command("status")
+def status(database_url: DatabaseUrl = DEFAULT_URL) -> None:
+    """The fleet as a table: each shim's status, last heartbeat, position."""
+    from rich.table import Table
+
+    from shimmfa.central.registry import list_shims
+    from shimmfa.core.events import iso_time
+
+    central = open_central(database_url)
+    table = Table("shim", "status", "location", "last heartbeat", "boot", "seq", "tamper")
+    counts: dict[str, int] = {}
+    try:
+        after = None
+        while page := list_shims(central, after=after, limit=500):
+            for view in page:
+                row = view.row
+                seen = iso_time(row.last_seen_at) if row.last_seen_at is not None else "-"
+                counts[view.status] = counts.get(view.status, 0) + 1
+                table.add_row(
+                    row.shim_id,
+                    view.status,
+                    row.location,
+                    seen or "-",
+                    str(row.boot_count or "-"),
+                    str(row.seq or "-"),
+                    row.hb_state or "-",
+                )
+            after = page[-1].row.shim_id
+    finally:
+        central.close()
+    out = console()
+    out.print(table)
+    summary = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no shims"
+    out.print(summary)
