@@ -13,13 +13,8 @@ from fastapi.testclient import TestClient
 from central.kit import SimShim
 from central.test_ingest import snapshot
 from shimmfa.central.context import Central
-from shimmfa.core.events import CATALOGUE
 
 URL = "/api/v1/events"
-needs_stopping = pytest.mark.skipif(
-    "shim_stopping" not in CATALOGUE,
-    reason="core.events.CATALOGUE has no shim_stopping kind yet (the shim side adds it)",
-)
 
 
 def batch(*events: dict[str, Any]) -> dict[str, Any]:
@@ -113,7 +108,6 @@ def test_a_tamper_event_marks_the_shim_tampered_with_one_alarm(
     assert client.get("/api/v1/shims/shim-a", headers=admin).json()["status"] == "ok"
 
 
-@needs_stopping
 def test_shim_stopping_marks_it_stopped_until_it_is_heard_again(
     client: TestClient, shim: SimShim, admin: dict[str, str]
 ) -> None:

@@ -17,8 +17,7 @@ from shimmfa.central.context import Central
 from shimmfa.central.models import HeartbeatRow
 from shimmfa.central.monitor import Monitor
 from shimmfa.central.settings import CentralSettings
-from shimmfa.central.siem import Forwarder, forwardable_kinds
-from shimmfa.core.events import CATALOGUE
+from shimmfa.central.siem import Forwarder
 from waiting import wait_for
 
 PERIOD = 60.0
@@ -105,13 +104,12 @@ def test_a_maintenance_window_holds_the_alarm_until_it_ends(
     assert client.delete(path, headers=admin).status_code == 404
 
 
-@pytest.mark.skipif("shim_stopping" not in CATALOGUE, reason="no shim_stopping kind in core yet")
 def test_a_stopped_shim_is_not_missing_and_its_restart_is_no_reboot_alarm(
     client: TestClient, central: Central, clock: ManualClock, shim: SimShim, admin: dict[str, str]
 ) -> None:
     monitor = Monitor(central)
     beat(client, shim)
-    body = {"events": [shim.event("shim_stopping", at=clock())]}
+    body = {"events": [shim.event("shim_stopping", reason="shutdown")]}  # after the beat
     assert client.post("/api/v1/events", json=body, headers=shim.auth).status_code == 200
     clock.advance(10 * PERIOD)
     monitor.run_once()
@@ -184,10 +182,6 @@ def test_old_heartbeats_are_pruned_in_batches(
         assert session.scalar(select(func.count()).select_from(HeartbeatRow)) == 1
 
 
-@pytest.mark.skipif(
-    "missing" not in forwardable_kinds(),
-    reason="core.events.CATALOGUE does not know central's alarm kinds yet (see catalogue.py)",
-)
 def test_alarms_are_forwarded_to_the_siem_with_the_shims_senders(
     database_url: str, clock: ManualClock, tmp_path: Path
 ) -> None:

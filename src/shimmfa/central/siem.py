@@ -24,7 +24,7 @@ from sqlalchemy import delete, select
 from shimmfa.central.catalogue import CENTRAL_KINDS
 from shimmfa.central.context import Central
 from shimmfa.central.models import EventRow, SiemOutboxRow
-from shimmfa.core.events import CATALOGUE, Event, make_event
+from shimmfa.core.events import Event, make_event
 from shimmfa.transport.build import build_sink
 from shimmfa.transport.sender import OutboxEntry, OutboxSender
 
@@ -34,8 +34,8 @@ log = logging.getLogger("shimmfa.central.siem")
 
 
 def forwardable_kinds() -> frozenset[str]:
-    """Central kinds the SIEM renderers know (`core.events.CATALOGUE`)."""
-    return frozenset(kind for kind in CENTRAL_KINDS if kind in CATALOGUE)
+    """Central's own kinds: what it forwards to the SIEM."""
+    return frozenset(CENTRAL_KINDS)
 
 
 def as_event(row: EventRow) -> Event:
@@ -57,13 +57,6 @@ class DbDeliveryQueue:
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._kinds = forwardable_kinds()
-        held = sorted(set(CENTRAL_KINDS) - self._kinds)
-        if held:
-            log.warning(
-                "the SIEM renderers do not know the kinds %s yet (core.events.CATALOGUE); "
-                "those events stay queued",
-                ", ".join(held),
-            )
 
     def oldest(self, n: int) -> list[OutboxEntry]:
         with self._central.sessions() as session:

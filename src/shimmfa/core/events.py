@@ -117,6 +117,22 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
     EventKind("recording_unavailable", "Recording unavailable", CRITICAL, True, (), ("reason",)),
     EventKind("shim_stopping", "Shim shutting down", NOTICE, True, (), ("reason",)),
     EventKind("heartbeat", "Heartbeat", INFO, False, (), ("seq", "state")),
+    # the central service's alarms about shims, and its audit trail
+    EventKind("missing", "Shim missing: no heartbeat for three periods", ALERT, True),
+    EventKind("recovered", "Shim heard again after an absence", NOTICE, True),
+    EventKind("rebooted", "Shim restarted without announcing it", WARNING, True),
+    EventKind("state_reset", "Shim state went backwards (boot count)", CRITICAL, True),
+    EventKind("tampered", "Shim reports tampering", ALERT, True),
+    EventKind("operator_created", "Operator created", NOTICE, True),
+    EventKind("operator_login", "Operator logged in", NOTICE, True),
+    EventKind("operator_login_failed", "Operator login failed", WARNING, True),
+    EventKind("token_created", "API token created", NOTICE, True),
+    EventKind("token_revoked", "API token revoked", NOTICE, True),
+    EventKind("shim_registered", "Shim registered", NOTICE, True),
+    EventKind("shim_removed", "Shim removed", WARNING, True),
+    EventKind("maintenance_scheduled", "Maintenance window scheduled", NOTICE, True),
+    EventKind("maintenance_cancelled", "Maintenance window cancelled", NOTICE, True),
+    EventKind("reset_accepted", "Shim state reset accepted", WARNING, True),
     EventKind("outbox_filling", "SIEM outbox filling", WARNING, True, (), ("rows", "max_rows")),
 )
 
