@@ -18,8 +18,14 @@ from hypothesis import strategies as st
 
 from shimmfa.core.totp import AuthResult, TotpGate
 from shimmfa.errors import ConfigError
-from shimmfa.shim.config import LoadedConfig, load_config, parse_settings
-from shimmfa.shim.settings import Settings, reference_table, type_name
+from shimmfa.shim.config import (
+    LoadedConfig,
+    load_config,
+    parse_settings,
+    reference_table,
+    type_name,
+)
+from shimmfa.shim.settings import Settings
 
 TESTS = Path(__file__).resolve().parents[1]
 SEED = TESTS / "vectors" / "seed-config.example.yaml"

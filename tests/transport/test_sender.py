@@ -180,3 +180,25 @@ def test_the_file_sink_keeps_events_when_it_cannot_write(
     sender.start()
     wait_for(lambda: sender.failures >= 1, "the failed write")
     assert outbox.pending() == 1
+
+
+def test_an_outage_of_one_destination_holds_up_neither_the_other_nor_its_own_events(
+    opened: Callable[..., Outbox], senders: list[OutboxSender]
+) -> None:
+    outbox = opened(destinations=("siem", "central"))
+    down = FakeSink()
+    down.error = ConnectionRefusedError("central down")
+    up = FakeSink()
+    for name, sink in (("siem", up), ("central", down)):
+        sender = OutboxSender(outbox.queue(name), sink, name=name, backoff_initial=0.05)
+        senders.append(sender)
+        sender.start()
+    events = [tamper(n) for n in range(30)]
+    for event in events:
+        outbox.add(event)
+    wait_for(lambda: outbox.pending("siem") == 0, "the SIEM's delivery")
+    assert up.taken == [e.event_id for e in events]
+    assert outbox.pending("central") == 30  # kept for central, not lost
+    down.error = None
+    wait_for(lambda: outbox.pending("central") == 0, "central's delivery once it is back")
+    assert set(down.taken) == {e.event_id for e in events}  # every one, once it was up

@@ -101,8 +101,10 @@ def demo(
         typer.Option("--dir", help="Keep the demo's config, state and logs here."),
     ] = None,
 ) -> None:
-    """Shim + simulated device on PTYs with an enrolled demo technician; attaches
-    your terminal as the technician (Ctrl-] quits)."""
+    """The whole system locally: the central service (HTTPS on 127.0.0.1), and
+    the shim + a simulated device on PTYs with an enrolled demo technician,
+    heartbeating to central; attaches your terminal as the technician
+    (Ctrl-] quits)."""
     from shimmfa import demo as demo_mod
 
     raise typer.Exit(demo_mod.main(check=check, workdir=workdir))
@@ -125,7 +127,7 @@ def config_check(config: Annotated[Path, typer.Argument(help="The YAML file to c
 @config_app.command("reference")
 def config_reference() -> None:
     """Print every configuration key with its type, default and meaning."""
-    from shimmfa.shim.settings import reference_table
+    from shimmfa.shim.config import reference_table
 
     typer.echo(reference_table())
 

@@ -37,17 +37,40 @@ def state_recover(
     ],
     code: Annotated[str, typer.Option(help="The operator's current TOTP code.")],
     reason: Annotated[str, typer.Option(help="What happened to the state, and what was checked.")],
+    without_central: Annotated[
+        bool,
+        typer.Option(
+            "--without-central",
+            help="Recover from the anchor alone when central cannot be reached "
+            "(central will then show the shim as state_reset until an admin accepts it).",
+        ),
+    ] = False,
 ) -> None:
     """Start a new state generation after the state DB was lost, replaced or
     rolled back: a new state ID, the boot count above the anchor's, every
     technician's replay floor at the current time step, the `state_lost`
     latch cleared (any other latch kept). The operator's code is checked
-    like a gate login; audited and sent to the SIEM."""
+    like a gate login; audited and sent to the SIEM. With `central:` configured
+    the boot count also continues above the last one central accepted."""
     from shimmfa.shim import admin
 
     if not reason.strip():
         raise typer.BadParameter("say what happened and what was checked", param_hint="--reason")
-    done = admin.recover(load_settings(config), operator, code, reason.strip())
+    settings = load_settings(config)
+    floor = 0
+    if settings.central.url is not None and not without_central:
+        from shimmfa.errors import ShimMfaError
+        from shimmfa.shim.reporting.central import position
+
+        try:
+            last = position(settings.central)
+        except OSError as exc:
+            raise ShimMfaError(
+                f"central ({settings.central.url}) cannot tell its last heartbeat of this shim "
+                f"({exc}); try again, or recover with --without-central"
+            ) from None
+        floor = last[0] if last is not None else 0
+    done = admin.recover(settings, operator, code, reason.strip(), boot_floor=floor)
     typer.echo(
         f"state recovered by {operator}: generation {done['generation']}, boot count above "
         f"{done['boot_floor']}, replay floors raised for {done['replay_floors']} technician(s)."

@@ -5,6 +5,8 @@ Rules:
 - Unknown keys, wrong types, duplicate keys, bad base32 secrets and duplicate
   technician IDs are errors that name the key (`ConfigError`, exit code 2);
   so is a file that is not YAML, or not a mapping.
+- `reference_table()` is the README's configuration reference, made from the
+  settings table itself (`make readme`).
 - Secrets written in the file load, with a warning naming the technician; the
   well-known demo secret gets a loud one. Warnings are returned, not logged,
   so the caller decides where they go and they never contain a secret.
@@ -14,14 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shimmfa.core.totp import decode_secret
 from shimmfa.errors import ConfigError
-from shimmfa.shim.settings import Settings
+from shimmfa.shim.settings import Settings, TechnicianEntry
 
 WELL_KNOWN_SECRETS = frozenset({"JBSWY3DPEHPK3PXP", "JFAVAU2GMUKDOMRX"})
 MIN_SECRET_BITS = 128
@@ -138,3 +141,41 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError(f"{path}: not a valid YAML value ({type(exc).__name__}: {exc})") from None
     settings = parse_settings(data, str(path))
     return LoadedConfig(settings, path, tuple(secret_warnings(settings)))
+
+
+def reference_table() -> str:
+    """The configuration reference, as a Markdown table."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for section_name, section_field in Settings.model_fields.items():
+        model = section_field.annotation
+        if section_name == "technicians":
+            model = TechnicianEntry
+            section_name = "technicians[]"
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"settings section {section_name} is not a model")
+        for name, info in model.model_fields.items():
+            default = "required" if info.is_required() else f"`{info.default!r}`"
+            kind = type_name(info.annotation)
+            rows.append(f"| `{section_name}.{name}` | {kind} | {default} | {info.description} |")
+    return "\n".join(rows)
+
+
+def type_name(annotation: Any) -> str:
+    """A setting's type as the reference shows it: `int or None`,
+    `one of 'N', 'E', 'O'`, `list of str`."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return type_name(args[0])
+    if origin is Literal:
+        values = ", ".join(repr(value) for value in args)
+        return values if len(args) == 1 else f"one of {values}"
+    if origin in (Union, UnionType):
+        return " or ".join(type_name(arg) for arg in args)
+    if origin is list:
+        inner = type_name(args[0])
+        return f"list of ({inner})" if " or " in inner else f"list of {inner}"
+    if annotation is type(None):
+        return "None"
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")

@@ -13,8 +13,12 @@ Rules:
   generation and anchors it.
 - A latched tamper state is restored before the first byte is read
   (`tamper.wiring`).
-- SIGTERM and SIGINT close the session (recording footer) and exit 0
-  promptly; the outbox keeps what was not yet delivered.
+- Events go to the SIEM and, with `central:` configured, to the central
+  service too: one outbox, a sender per destination, so an outage of one
+  holds up neither the other nor the port.
+- SIGTERM and SIGINT queue `shim_stopping`, close the session (recording
+  footer) and exit 0 promptly: the senders get DRAIN_AT_STOP seconds to
+  deliver what is left; the outbox keeps the rest for the next start.
 - With systemd (`NOTIFY_SOCKET`): READY=1 once running, WATCHDOG=1 from the
   event loop (a hung loop is restarted), STOPPING=1 on the way out.
 - The process exit code is the relay's: 0 after a requested shutdown, 70
@@ -42,6 +46,7 @@ from shimmfa.shim.recorder.process import RecorderProcess
 from shimmfa.shim.recorder.sessions import RecordedSessions
 from shimmfa.shim.reporting import notify
 from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
+from shimmfa.shim.reporting.central import central_sink
 from shimmfa.shim.reporting.heartbeats import HeartbeatSource
 from shimmfa.shim.reporting.outbox import Outbox
 from shimmfa.shim.reporting.records import OutboxSiem
@@ -66,6 +71,8 @@ from shimmfa.transport.build import build_sink
 from shimmfa.transport.sender import OutboxSender
 
 log = logging.getLogger("shimmfa.daemon")
+
+DRAIN_AT_STOP = 0.5  # seconds the senders get at a stop to deliver what is left
 
 
 def setup_logging(level: str) -> None:
@@ -110,8 +117,19 @@ def run(config_path: Path) -> int:
         log.info("created keys %s; signing key %s", ", ".join(created), keys.public_key_text)
     db_existed = db_path(root).exists()
     store = StateStore(root)
-    outbox = Outbox(root, max_rows=settings.siem.outbox_max)
-    sender = OutboxSender(outbox, build_sink(settings.siem, hostname=settings.shim.id))
+    to_central = settings.central.url is not None
+    outbox = Outbox(
+        root,
+        max_rows=settings.siem.outbox_max,
+        destinations=("siem", "central") if to_central else ("siem",),
+    )
+    senders = [
+        OutboxSender(outbox.queue("siem"), build_sink(settings.siem, hostname=settings.shim.id))
+    ]
+    if to_central:
+        senders.append(
+            OutboxSender(outbox.queue("central"), central_sink(settings.central), name="central")
+        )
     selector = PassThroughSelector(SPIN)
     loop = asyncio.SelectorEventLoop(selector)
     try:
@@ -123,7 +141,8 @@ def run(config_path: Path) -> int:
             keys_existed=True,  # made now, they were anchored with the state
             now=time.time(),
         )
-        sender.start()
+        for sender in senders:
+            sender.start()
         alerts = Alerts(outbox, settings.shim.id)
         heartbeats = HeartbeatSource(
             root, keys, settings.shim.id, settings.shim.hardware_id, config_path, store=store
@@ -146,7 +165,11 @@ def run(config_path: Path) -> int:
         )
     finally:
         notify.notify(notify.STOPPING)
-        sender.stop()
+        deadline = time.monotonic() + DRAIN_AT_STOP
+        for sender in senders:  # best effort: shim_stopping and the last events out
+            sender.drain(max(0.0, deadline - time.monotonic()))
+        for sender in senders:
+            sender.stop()
         outbox.close()
         store.close()
         loop.close()
@@ -250,8 +273,13 @@ def _serve(
         boot,
         on_cleared=on_cleared,
     )
+
+    def stop_requested() -> None:
+        alerts.emit("shim_stopping", {"reason": "shutdown", "boot_count": heartbeats.boot_count})
+        relay.shutdown()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, relay.shutdown)
+        loop.add_signal_handler(signum, stop_requested)
     interval = notify.watchdog_interval()
     if interval:
         loop.call_soon(_watchdog, loop, interval)

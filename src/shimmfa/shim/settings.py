@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -245,6 +244,39 @@ class SiemSection(_Section):
         return self
 
 
+class CentralSection(_Section):
+    url: Annotated[
+        str | None,
+        Field(description="The central service, `https://host:port` (none: not used)."),
+    ] = None
+    token_file: Annotated[
+        str | None,
+        Field(description="File (0600) holding this shim's central credential."),
+    ] = None
+    ca_file: Annotated[
+        str | None, Field(description="CA certificates (PEM) central's certificate chains to.")
+    ] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CentralSection:
+        if self.url is None:
+            if self.token_file or self.ca_file:
+                raise ValueError("central.token_file and central.ca_file need central.url")
+            return self
+        try:
+            url = urlsplit(self.url)
+            url.port  # noqa: B018 - raises for a port that is not a number
+        except ValueError:
+            raise ValueError("central.url is not a valid URL") from None
+        if url.scheme != "https" or not url.hostname:
+            raise ValueError("central.url must be https://host[:port]")
+        if url.username or url.password or url.query or url.fragment:
+            raise ValueError("central.url must not carry a user, password, query or fragment")
+        if not self.token_file:
+            raise ValueError("central.token_file is required with central.url")
+        return self
+
+
 class SessionSection(_Section):
     idle_timeout: Annotated[
         float,
@@ -307,6 +339,7 @@ class Settings(_Section):
     totp: TotpSection = TotpSection()
     tamper: TamperSection = TamperSection()
     siem: SiemSection = SiemSection()
+    central: CentralSection = CentralSection()
     session: SessionSection = SessionSection()
     gate: GateSection = GateSection()
     recording: RecordingSection = RecordingSection()
@@ -341,41 +374,3 @@ class Settings(_Section):
             )
             for entry in self.technicians
         }
-
-
-def reference_table() -> str:
-    """The configuration reference, as a Markdown table."""
-    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for section_name, section_field in Settings.model_fields.items():
-        model = section_field.annotation
-        if section_name == "technicians":
-            model = TechnicianEntry
-            section_name = "technicians[]"
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"settings section {section_name} is not a model")
-        for name, info in model.model_fields.items():
-            default = "required" if info.is_required() else f"`{info.default!r}`"
-            kind = type_name(info.annotation)
-            rows.append(f"| `{section_name}.{name}` | {kind} | {default} | {info.description} |")
-    return "\n".join(rows)
-
-
-def type_name(annotation: Any) -> str:
-    """A setting's type as the reference shows it: `int or None`,
-    `one of 'N', 'E', 'O'`, `list of str`."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return type_name(args[0])
-    if origin is Literal:
-        values = ", ".join(repr(value) for value in args)
-        return values if len(args) == 1 else f"one of {values}"
-    if origin in (Union, UnionType):
-        return " or ".join(type_name(arg) for arg in args)
-    if origin is list:
-        inner = type_name(args[0])
-        return f"list of ({inner})" if " or " in inner else f"list of {inner}"
-    if annotation is type(None):
-        return "None"
-    if isinstance(annotation, type):
-        return annotation.__name__
-    return repr(annotation).replace("typing.", "")

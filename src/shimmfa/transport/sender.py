@@ -92,6 +92,7 @@ class OutboxSender:
         self._clock = clock
         self._idle_poll = idle_poll
         self._wake = threading.Event()
+        self._progress = threading.Event()  # set after every delivery attempt
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_attempt = -math.inf
@@ -131,6 +132,19 @@ class OutboxSender:
             return False
         return True
 
+    def drain(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the queue to be delivered (before
+        a stop, best effort); True when nothing is left."""
+        deadline = time.monotonic() + timeout
+        self.wake()
+        while self._outbox.oldest(1):
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.running or self.failures:
+                return False
+            self._progress.wait(min(left, 0.05))
+            self._progress.clear()
+        return True
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -160,6 +174,12 @@ class OutboxSender:
         self._attempt(entries)
 
     def _attempt(self, entries: list[OutboxEntry]) -> None:
+        try:
+            self._deliver(entries)
+        finally:
+            self._progress.set()
+
+    def _deliver(self, entries: list[OutboxEntry]) -> None:
         self.attempts += 1
         try:
             now = time.time()

@@ -24,7 +24,7 @@ import os
 import ssl
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -112,8 +112,10 @@ class HttpsSink:
         *,
         context: ssl.SSLContext,
         timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._url = url
+        self._headers = dict(headers or {})  # e.g. a bearer credential: never logged
         parts = urlsplit(url)
         self._where = f"https://{parts.hostname}:{parts.port or 443}"
         self._timeout = timeout
@@ -127,7 +129,11 @@ class HttpsSink:
             self._url,
             data=body,
             method="POST",
-            headers={"Content-Type": "application/json", "User-Agent": f"shimmfa/{__version__}"},
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": f"shimmfa/{__version__}",
+                **self._headers,
+            },
         )
         try:
             with self._opener.open(request, timeout=self._timeout) as response:

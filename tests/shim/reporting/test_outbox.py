@@ -191,3 +191,38 @@ def test_a_new_outbox_knows_how_full_the_db_is(opened: Callable[..., Outbox]) ->
     assert [e.event.fields.get("seq") for e in again.oldest(10) if e.event.kind == "heartbeat"] == [
         2
     ]
+
+
+# -- one outbox, two destinations ------------------------------------------------------------
+
+
+def test_each_destination_takes_every_event_and_a_row_goes_when_both_have_it(
+    opened: Callable[..., Outbox],
+) -> None:
+    outbox = opened(destinations=("siem", "central"))
+    events = [tamper(n) for n in range(5)]
+    for event in events:
+        outbox.add(event)
+    siem, central = outbox.queue("siem"), outbox.queue("central")
+    siem.delivered(e.row_id for e in siem.oldest(3))
+    assert [e.event for e in siem.oldest(10)] == events[3:]
+    assert [e.event for e in central.oldest(10)] == events  # central still waits for all
+    central.delivered(e.row_id for e in central.oldest(4))
+    again = opened(destinations=("siem", "central"))
+    assert again.pending("siem") == 2 and again.pending("central") == 1
+    with sqlite3.connect(again.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_a_destination_no_longer_configured_holds_nothing_back(
+    opened: Callable[..., Outbox],
+) -> None:
+    outbox = opened(destinations=("siem", "central"))
+    for n in range(3):
+        outbox.add(tamper(n))
+    outbox.queue("siem").delivered(e.row_id for e in outbox.queue("siem").oldest(10))
+    assert opened(destinations=("siem", "central")).pending("central") == 3
+    alone = opened(destinations=("siem",))  # central taken out of the config
+    assert alone.pending() == 0
+    with sqlite3.connect(alone.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0

@@ -18,6 +18,7 @@ from shimmfa.central.api.deps import bearer, get_central
 from shimmfa.central.api.schemas import BatchOut, ErrorBody, HeartbeatAccepted
 from shimmfa.central.event_ingest import ingest_events
 from shimmfa.central.ingest import authenticate_shim, ingest_heartbeat
+from shimmfa.central.models import ShimRow
 from shimmfa.central.problems import Invalid, TooLarge
 from shimmfa.core.heartbeat import MAX_WIRE_BYTES
 
@@ -167,4 +168,24 @@ async def get_ping(request: Request) -> JSONResponse:
     heartbeat without the signature and the database (the framework's
     floor, which `benchmarks/central_ingest.py` measures)."""
     answer = await run_in_threadpool(_ping, request, bearer(request))
+    return _Raw(answer)
+
+
+def _position(request: Request, credential: str | None) -> bytes:
+    central = get_central(request)
+    identity = authenticate_shim(central, credential)
+    with central.sessions() as session:
+        row = session.get(ShimRow, identity.pk)
+        boot, seq = (row.boot_count, row.seq) if row is not None else (None, None)
+    return json.dumps(
+        {"shim_id": identity.shim_id, "boot_count": boot, "seq": seq}, ensure_ascii=False
+    ).encode()
+
+
+@router.get("/position", responses={401: {"model": ErrorBody}})
+async def get_position(request: Request) -> JSONResponse:
+    """The last `(boot_count, seq)` central accepted from the calling shim
+    (null before its first heartbeat): a shim recovering its state continues
+    above it (`shimmfa state recover`)."""
+    answer = await run_in_threadpool(_position, request, bearer(request))
     return _Raw(answer)

@@ -99,6 +99,14 @@ _SCHEMA = [
         created_at REAL NOT NULL
     );
     """,
+    # version 7: one outbox, several destinations (reporting/outbox.py): a bit
+    # per destination still to deliver to (1 the SIEM, 2 central); a row goes
+    # when no bit is left
+    """
+    ALTER TABLE outbox ADD COLUMN pending INTEGER NOT NULL DEFAULT 1;
+    CREATE INDEX outbox_siem ON outbox (id) WHERE pending & 1;
+    CREATE INDEX outbox_central ON outbox (id) WHERE pending & 2;
+    """,
 ]
 
 

@@ -1,10 +1,7 @@
-"""`shimmfa demo`: the whole shim on this machine, no hardware needed.
-
-It makes two PTY pairs, writes a config, enrols a demo technician with a
-fresh secret (QR code + URI), starts the simulated device and the real
-`shimmfa run` daemon, then attaches the terminal as the technician
-(Ctrl-] quits). `--check` runs the same flow unattended and prints a PASS
-report; without a terminal on stdin the demo runs the check.
+"""The demo's shim side: two PTY pairs, a config, an enrolled demo
+technician, the simulated device and the real `shimmfa run` daemon,
+heartbeating to the demo's central service; and the terminal attached as
+the technician (Ctrl-] quits).
 """
 
 from __future__ import annotations
@@ -12,33 +9,37 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import decode_secret, totp_code
+from shimmfa.demo.central import ADMIN, DemoCentral
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
-from shimmfa.shim.recorder.files import open_recording, raw_bytes, verify_file
+from shimmfa.shim.recorder.files import verify_file
+from shimmfa.shim.state.anchor import provision_keys
 from shimmfa.shim.state.store import StateStore
 from shimmfa.shim.state.technicians import enrol, uri_for
 
 TECHNICIAN = "demo@example.org"
+SHIM_ID = "demo-shim"
+HARDWARE_ID = "demo-hw-0001"
+HEARTBEAT_PERIOD = 5.0
 QUIT = 0x1D  # Ctrl-]
 
 CONFIG = """\
 # written by `shimmfa demo`
 shim:
   id: "demo-shim"
+  hardware_id: "demo-hw-0001"
   description: "Demo: simulated ExampleMed VIP-3200 infusion pump on a PTY"
 serial:
   technician_side_path: "{tech}"
@@ -48,6 +49,12 @@ storage:
   root: "{root}"
 session:
   idle_timeout: 600
+tamper:
+  heartbeat_period: {period}
+central:
+  url: "{central_url}"
+  token_file: "{token}"
+  ca_file: "{ca}"
 """
 
 
@@ -58,6 +65,8 @@ class Demo:
     dev_master: int = -1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     secret: str = ""
+    central: DemoCentral | None = None
+    public_key: str = ""
     received: bytes = b""
 
     @property
@@ -140,11 +149,26 @@ def _spawn(args: list[str], log: Path, pass_fds: tuple[int, ...] = ()) -> subpro
 @contextlib.contextmanager
 def running_demo(workdir: Path) -> Iterator[Demo]:
     demo = Demo(workdir)
+    central = demo.central = DemoCentral(workdir / "central")
     try:
         demo.tech_master = _pty_pair(workdir / "tech")
         demo.dev_master = _pty_pair(workdir / "dev")
+        storage = workdir / "storage"
+        storage.mkdir(mode=0o700, exist_ok=True)
+        keys, _ = provision_keys(storage, time.time())
+        demo.public_key = keys.public_key_text
+        central.start()
+        token = central.register(SHIM_ID, keys.public_key_text, HARDWARE_ID, HEARTBEAT_PERIOD)
         demo.config.write_text(
-            CONFIG.format(tech=workdir / "tech", dev=workdir / "dev", root=workdir / "storage")
+            CONFIG.format(
+                tech=workdir / "tech",
+                dev=workdir / "dev",
+                root=storage,
+                period=HEARTBEAT_PERIOD,
+                central_url=central.url,
+                token=token,
+                ca=central.ca_file,
+            )
         )
         settings = load_config(demo.config).settings
         store = StateStore(settings.storage_root)
@@ -173,6 +197,7 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
                 process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 process.kill()
+        central.stop()
         for fd in (demo.tech_master, demo.dev_master):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -187,78 +212,18 @@ def _print_enrolment(uri: str) -> None:
     print(uri, flush=True)  # noqa: T201
 
 
-def _check(demo: Demo) -> list[str]:
-    steps: list[tuple[str, Callable[[], None]]] = []
-    report: list[str] = []
-
-    def step(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-        def add(fn: Callable[[], None]) -> Callable[[], None]:
-            steps.append((name, fn))
-            return fn
-
-        return add
-
-    @step("malformed login line refused, nothing reaches the device")
-    def _() -> None:
-        demo.send(b"hello\r")
-        demo.read_until(b"Format: <technician_id> <totp_code>\r\n> ")
-
-    @step(f"authenticated as {TECHNICIAN} with the current code")
-    def _() -> None:
-        demo.send(f"{TECHNICIAN} {demo.current_code()}\r".encode())
-        demo.read_until(b"Pass-through enabled. Disconnect to end session.\r\n")
-
-    @step("device login with its hard-coded password")
-    def _() -> None:
-        demo.send(b"\r")
-        demo.read_until(b"login: ")
-        demo.send(b"service\r")
-        demo.read_until(b"password: ")
-        demo.send(b"vip3200\r")
-        demo.read_until(b"svc> ")
-
-    @step("device status and a 200-line log stream")
-    def _() -> None:
-        demo.send(b"status\r")
-        demo.read_until(b"state: RUNNING")
-        demo.send(b"log 200\r")
-        demo.read_until(b"end of log\r\n")
-
-    @step("session ends when the technician hangs up")
-    def _() -> None:
-        os.close(demo.tech_master)
-        demo.tech_master = -1
-        deadline = time.monotonic() + 10
-        while b"reason=technician_hangup" not in demo.shim_log.read_bytes():
-            if time.monotonic() > deadline:
-                raise DemoError("the shim did not log the end of the session")
-            time.sleep(0.05)
-
-    @step("the device never saw the unauthenticated line")
-    def _() -> None:
-        seen = demo.device_record.read_bytes()
-        if b"hello" in seen or TECHNICIAN.encode() in seen:
-            raise DemoError("unauthenticated bytes reached the device")
-
-    @step("the session recording verifies and holds the device's output, encrypted")
-    def _() -> None:
-        path = demo.wait_for_recording()
-        recording = open_recording(path, demo.recording_identity)
-        if recording.verdict.status != "valid":
-            raise DemoError(f"{path.name}: {recording.verdict.message}")
-        if b"end of log" not in b"".join(raw_bytes(recording, "out")):
-            raise DemoError("the recording lacks the device's output")
-        if b"end of log" in path.read_bytes():
-            raise DemoError("the recording holds plaintext")
-
-    for name, fn in steps:
-        started = time.monotonic()
-        fn()
-        report.append(f"  PASS  {name} ({(time.monotonic() - started) * 1000:.0f} ms)")
-    return report
-
-
-def _attach(demo: Demo) -> None:
+def attach(demo: Demo) -> None:
+    central = demo.central
+    if central is not None:
+        print(  # noqa: T201
+            f"\r\nThe central service is at {central.url} (API docs at {central.url}/docs;"
+            f" its CA: {central.ca_file}).\r\n"
+            f"Operator login: {ADMIN}, password {central.password}, TOTP secret in "
+            f"{central.workdir / 'admin.totp'} (current code {central.admin_code()}); "
+            f"an admin API token is in {central.workdir / 'admin.token'}.\r\n"
+            f"The fleet: shimmfa central status --database-url {central.database_url}\r\n",
+            flush=True,
+        )
     print(  # noqa: T201
         f"\r\nThe shim is up. Log in as:  {TECHNICIAN} <code from your app>\r\n"
         f"(current code: {demo.current_code()}). Then press Enter for the device's "
@@ -289,31 +254,3 @@ def _attach(demo: Demo) -> None:
             f"Recordings are in {sessions}; replay one with:\n"
             f"  shimmfa recording play {sessions}/<file>.shrec --identity {demo.recording_identity}"
         )
-
-
-def main(*, check: bool, workdir: Path | None) -> int:
-    if not check and not sys.stdin.isatty():
-        print("stdin is not a terminal: running the unattended check instead.")  # noqa: T201
-        check = True
-    temporary = workdir is None
-    root = Path(tempfile.mkdtemp(prefix="shimmfa-demo-")) if workdir is None else workdir
-    root.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    try:
-        with running_demo(root) as demo:
-            if not check:
-                _attach(demo)
-                return 0
-            report = _check(demo)
-            shim = demo.processes[-1]
-            shim.send_signal(signal.SIGTERM)
-            code = shim.wait(timeout=5)
-            report.append(f"  {'PASS' if code == 0 else 'FAIL'}  shim exits {code} on SIGTERM")
-        print("\nshimmfa demo --check")  # noqa: T201
-        print("\n".join(report))  # noqa: T201
-        ok = all(line.startswith("  PASS") for line in report)
-        print(f"{'PASS' if ok else 'FAIL'} in {time.monotonic() - started:.1f} s")  # noqa: T201
-        return 0 if ok else 1
-    finally:
-        if temporary and check:  # an interactive demo keeps its recordings to replay
-            shutil.rmtree(root, ignore_errors=True)

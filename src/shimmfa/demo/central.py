@@ -1,0 +1,189 @@
+"""The demo's central service: a real `shimmfa central serve` over HTTPS on
+127.0.0.1 (a throwaway CA, `tls`), on a SQLite file in the demo's folder,
+with a first admin and the demo shim registered, through the same commands
+an operator runs (`central init`, `token create`, `shim add`).
+
+Rules: every secret the demo makes (the admin's password and TOTP secret,
+the API token, the shim's credential) is a file of mode 0600 in the demo's
+folder; the only ones printed are what an operator types to log in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
+from shimmfa.demo.tls import make_tls
+from shimmfa.errors import DemoError
+
+__all__ = ["ADMIN", "DemoCentral"]
+
+ADMIN = "admin@demo.example.org"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(text + "\n")
+    return path
+
+
+@dataclass
+class DemoCentral:
+    workdir: Path
+    port: int = field(default_factory=_free_port)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    admin_secret: str = field(default_factory=generate_totp_secret)
+    token: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.workdir / 'central.db'}"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.workdir / "tls" / "ca.pem"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / "central.log"
+
+    def admin_code(self) -> str:
+        return totp_code(decode_secret(self.admin_secret), int(time.time() // 30), 6, "SHA1")
+
+    def _central(self, *args: str) -> str:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [
+                sys.executable,
+                "-m",
+                "shimmfa",
+                "central",
+                *args,
+                "--database-url",
+                self.database_url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if done.returncode != 0:
+            raise DemoError(f"shimmfa central {args[0]}: {done.stderr.strip()}")
+        return done.stdout
+
+    def start(self) -> DemoCentral:
+        """Initialise the database and the admin, then serve over HTTPS."""
+        self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _, cert, key = make_tls(self.workdir / "tls")
+        password = _private(self.workdir / "admin.password", self.password)
+        secret = _private(self.workdir / "admin.totp", self.admin_secret)
+        self._central(
+            "init", "--admin", ADMIN, "--password-file", str(password),
+            "--totp-secret-file", str(secret), "--code", self.admin_code(),
+        )  # fmt: skip
+        self.token = self._central("token", "create", "--name", "demo", "--role", "admin").strip()
+        _private(self.workdir / "admin.token", self.token)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-m",
+                    "shimmfa",
+                    "central",
+                    "serve",
+                    "--database-url",
+                    self.database_url,
+                    "--port",
+                    str(self.port),
+                    "--tls-cert",
+                    str(cert),
+                    "--tls-key",
+                    str(key),
+                    "--log-level",
+                    "warning",
+                ],  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+            )
+        deadline = time.monotonic() + 30
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise DemoError(f"the central service did not start (log: {self.log})")
+            time.sleep(0.1)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with self.client() as client:
+                return client.get("/openapi.json").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def register(self, shim_id: str, public_key: str, hardware_id: str, period: float) -> Path:
+        """Register the shim; the file (0600) holding its credential."""
+        credential = self.workdir / f"{shim_id}.token"
+        self._central(
+            "shim", "add", shim_id, "--public-key", public_key, "--hardware-id", hardware_id,
+            "--location", "demo bench", "--period", str(period),
+            "--credential-file", str(credential),
+        )  # fmt: skip
+        return credential
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url,
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10.0,
+        )
+
+    def get(self, path: str) -> Any:
+        with self.client() as client:
+            answer = client.get(path)
+        if answer.status_code != 200:
+            raise DemoError(f"central GET {path}: HTTP {answer.status_code} {answer.text[:200]}")
+        return answer.json()
+
+    def wait_status(self, shim_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            row: dict[str, Any] = self.get(f"/api/v1/shims/{shim_id}")
+            if row["status"] == wanted:
+                return row
+            if time.monotonic() > deadline:
+                raise DemoError(f"central shows {shim_id} {row['status']}, not {wanted}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

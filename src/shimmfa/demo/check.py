@@ -1,0 +1,100 @@
+"""`shimmfa demo --check`: the demo's flow, unattended, step by step; each
+step raises DemoError when what a user relies on does not hold."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from collections.abc import Callable
+
+from shimmfa.core.heartbeat import verify_heartbeat
+from shimmfa.demo.shim import SHIM_ID, TECHNICIAN, Demo
+from shimmfa.errors import DemoError
+from shimmfa.shim.recorder.files import open_recording, raw_bytes
+
+__all__ = ["run_checks"]
+
+
+def run_checks(demo: Demo) -> list[str]:
+    steps: list[tuple[str, Callable[[], None]]] = []
+    report: list[str] = []
+
+    def step(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        def add(fn: Callable[[], None]) -> Callable[[], None]:
+            steps.append((name, fn))
+            return fn
+
+        return add
+
+    @step("malformed login line refused, nothing reaches the device")
+    def _() -> None:
+        demo.send(b"hello\r")
+        demo.read_until(b"Format: <technician_id> <totp_code>\r\n> ")
+
+    @step(f"authenticated as {TECHNICIAN} with the current code")
+    def _() -> None:
+        demo.send(f"{TECHNICIAN} {demo.current_code()}\r".encode())
+        demo.read_until(b"Pass-through enabled. Disconnect to end session.\r\n")
+
+    @step("device login with its hard-coded password")
+    def _() -> None:
+        demo.send(b"\r")
+        demo.read_until(b"login: ")
+        demo.send(b"service\r")
+        demo.read_until(b"password: ")
+        demo.send(b"vip3200\r")
+        demo.read_until(b"svc> ")
+
+    @step("device status and a 200-line log stream")
+    def _() -> None:
+        demo.send(b"status\r")
+        demo.read_until(b"state: RUNNING")
+        demo.send(b"log 200\r")
+        demo.read_until(b"end of log\r\n")
+
+    @step("session ends when the technician hangs up")
+    def _() -> None:
+        os.close(demo.tech_master)
+        demo.tech_master = -1
+        deadline = time.monotonic() + 10
+        while b"reason=technician_hangup" not in demo.shim_log.read_bytes():
+            if time.monotonic() > deadline:
+                raise DemoError("the shim did not log the end of the session")
+            time.sleep(0.05)
+
+    @step("the device never saw the unauthenticated line")
+    def _() -> None:
+        seen = demo.device_record.read_bytes()
+        if b"hello" in seen or TECHNICIAN.encode() in seen:
+            raise DemoError("unauthenticated bytes reached the device")
+
+    @step("the session recording verifies and holds the device's output, encrypted")
+    def _() -> None:
+        path = demo.wait_for_recording()
+        recording = open_recording(path, demo.recording_identity)
+        if recording.verdict.status != "valid":
+            raise DemoError(f"{path.name}: {recording.verdict.message}")
+        if b"end of log" not in b"".join(raw_bytes(recording, "out")):
+            raise DemoError("the recording lacks the device's output")
+        if b"end of log" in path.read_bytes():
+            raise DemoError("the recording holds plaintext")
+
+    @step("central verified the demo shim's signed heartbeats and shows it ok")
+    def _() -> None:
+        central = demo.central
+        if central is None:
+            raise DemoError("the demo has no central service")
+        row = central.wait_status(SHIM_ID, "ok")
+        beats = central.get(f"/api/v1/shims/{SHIM_ID}/heartbeats")["items"]
+        key = base64.b64decode(demo.public_key.partition(":")[2])
+        if not beats or row["boot_count"] is None:
+            raise DemoError("central holds no heartbeat of the demo shim")
+        for beat in beats:
+            verify_heartbeat(beat["wire"], {SHIM_ID: key}, {})
+
+    for name, fn in steps:
+        started = time.monotonic()
+        fn()
+        report.append(f"  PASS  {name} ({(time.monotonic() - started) * 1000:.0f} ms)")
+    return report
