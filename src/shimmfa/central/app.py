@@ -6,7 +6,8 @@ Rules:
 - The app refuses to start unless the database is at the schema head
   (`schema.require_head`, SchemaError).
 - Its lifespan runs the fleet monitor thread (which forwards to the SIEM
-  while it holds the lease) and stops it, releasing the lease, at shutdown.
+  while it holds the lease) and stops it, releasing the lease, at shutdown;
+  on PostgreSQL it opens the heartbeat's fast path (`ingest_async`).
 - The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`.
 """
 
@@ -21,6 +22,7 @@ from shimmfa import __version__
 from shimmfa.central import schema
 from shimmfa.central.api import errors, events, ingest, login, shims
 from shimmfa.central.context import Central
+from shimmfa.central.ingest_async import AsyncMover
 from shimmfa.central.monitor import MonitorThread
 from shimmfa.central.operators import LoginVerifier, TotpLogin
 from shimmfa.central.settings import CentralSettings
@@ -44,8 +46,10 @@ def create_app(
     schema.require_head(central.engine)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         thread = MonitorThread(central, Forwarder(central)) if monitor else None
+        if central.dialect == "postgresql":
+            app.state.mover = AsyncMover(central.settings.database_url, central.settings.pool_size)
         if thread is not None:
             thread.start()
         try:
@@ -53,6 +57,8 @@ def create_app(
         finally:
             if thread is not None:
                 thread.stop()
+            if app.state.mover is not None:
+                await app.state.mover.close()
             central.close()
 
     app = FastAPI(
@@ -63,6 +69,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.central = central
+    app.state.mover = None  # the PostgreSQL fast path, made in the worker's loop
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
     for router in (login.router, shims.router, ingest.router, events.router):

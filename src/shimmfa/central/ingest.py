@@ -55,7 +55,16 @@ from shimmfa.central.status import MISSING_PERIODS
 from shimmfa.core.heartbeat import Rejection, VerifiedHeartbeat, verify_heartbeat
 from shimmfa.errors import HeartbeatError
 
-__all__ = ["authenticate_shim", "ingest_heartbeat", "move", "refusal", "verify_for"]
+__all__ = [
+    "MOVED_WITH_HISTORY",
+    "authenticate_shim",
+    "ingest_heartbeat",
+    "move",
+    "move_params",
+    "refusal",
+    "refuse",
+    "verify_for",
+]
 
 SHIMS: Table = ShimRow.__table__  # type: ignore[assignment]
 HEARTBEATS: Table = HeartbeatRow.__table__  # type: ignore[assignment]
@@ -110,9 +119,16 @@ def ingest_heartbeat(central: Central, identity: ShimIdentity, body: bytes) -> V
         with central.engine.begin() as connection:
             if move(connection, identity, heartbeat, wire, now, postgres=False):
                 return heartbeat
+    raise refuse(central, identity, heartbeat, now)
+
+
+def refuse(
+    central: Central, identity: ShimIdentity, h: VerifiedHeartbeat, now: float
+) -> Conflict | Unauthenticated:
+    """`refusal` in its own transaction, committed before the caller raises
+    it: entering state_reset is kept."""
     with central.sessions.begin() as session:
-        problem = refusal(central, session, identity, heartbeat, now)
-    raise problem  # after the commit: entering state_reset is kept
+        return refusal(central, session, identity, h, now)
 
 
 def _param(name: str, kind: Any) -> Any:
@@ -201,17 +217,11 @@ def _compiled(connection: Connection) -> tuple[str, Any]:
     return found
 
 
-def move(
-    connection: Connection,
-    identity: ShimIdentity,
-    h: VerifiedHeartbeat,
-    wire: str,
-    now: float,
-    *,
-    postgres: bool,
-) -> bool:
-    """Accept `h` if it is newer than the shim's position; False if not."""
-    params = {
+def move_params(
+    identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float
+) -> dict[str, Any]:
+    """The bound parameters of the accepting statements for `h`."""
+    return {
         "p_pk": identity.pk,
         "p_b": h.boot_count,
         "p_s": h.seq,
@@ -222,6 +232,19 @@ def move(
         "p_sess": h.open_session,
         "p_wire": wire,
     }
+
+
+def move(
+    connection: Connection,
+    identity: ShimIdentity,
+    h: VerifiedHeartbeat,
+    wire: str,
+    now: float,
+    *,
+    postgres: bool,
+) -> bool:
+    """Accept `h` if it is newer than the shim's position; False if not."""
+    params = move_params(identity, h, wire, now)
     if postgres:
         sql, compiled = _compiled(connection)
         full = compiled.construct_params(params)

@@ -16,11 +16,13 @@ from starlette.concurrency import run_in_threadpool
 
 from shimmfa.central.api.deps import bearer, get_central
 from shimmfa.central.api.schemas import BatchOut, ErrorBody, HeartbeatAccepted
+from shimmfa.central.credentials import token_hash
 from shimmfa.central.event_ingest import ingest_events
-from shimmfa.central.ingest import authenticate_shim, ingest_heartbeat
+from shimmfa.central.ingest import authenticate_shim, ingest_heartbeat, refuse, verify_for
+from shimmfa.central.ingest_async import AsyncMover
 from shimmfa.central.models import ShimRow
 from shimmfa.central.problems import Invalid, TooLarge
-from shimmfa.core.heartbeat import MAX_WIRE_BYTES
+from shimmfa.core.heartbeat import MAX_WIRE_BYTES, VerifiedHeartbeat
 
 __all__ = ["router"]
 
@@ -100,15 +102,35 @@ async def _read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _heartbeat(request: Request, credential: str | None, body: bytes) -> bytes:
-    central = get_central(request)
-    identity = authenticate_shim(central, credential)
-    h = ingest_heartbeat(central, identity, body)
+def _accepted(h: VerifiedHeartbeat) -> bytes:
     return (
         b'{"accepted":true,"shim_id":'
         + json.dumps(h.shim_id, ensure_ascii=False).encode()
         + b',"boot_count":%d,"seq":%d}' % (h.boot_count, h.seq)
     )
+
+
+def _heartbeat(request: Request, credential: str | None, body: bytes) -> bytes:
+    central = get_central(request)
+    identity = authenticate_shim(central, credential)
+    return _accepted(ingest_heartbeat(central, identity, body))
+
+
+async def _heartbeat_async(
+    request: Request, mover: AsyncMover, credential: str | None, body: bytes
+) -> bytes:
+    """PostgreSQL: verified in the event loop, moved on an async connection
+    (`ingest_async`); only a cache miss and a refusal take a thread."""
+    central = get_central(request)
+    identity = central.identities.get(token_hash(credential)) if credential else None
+    if identity is None:
+        identity = await run_in_threadpool(authenticate_shim, central, credential)
+    h = verify_for(identity, body)
+    wire = json.dumps(json.loads(body), separators=(",", ":"), ensure_ascii=False)
+    now = central.clock()
+    if not await mover.move(identity, h, wire, now):
+        raise await run_in_threadpool(refuse, central, identity, h, now)
+    return _accepted(h)
 
 
 @router.post(
@@ -123,6 +145,9 @@ async def post_heartbeat(request: Request) -> JSONResponse:
     shim's payload; 409 `not_newer` or `state_reset`; 422 malformed."""
     credential = bearer(request)
     body = await _read(request, MAX_WIRE_BYTES + 1)
+    mover: AsyncMover | None = request.app.state.mover
+    if mover is not None:
+        return _Raw(await _heartbeat_async(request, mover, credential, body))
     answer = await run_in_threadpool(_heartbeat, request, credential, body)
     return _Raw(answer)
 
