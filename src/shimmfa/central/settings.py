@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "CentralSettings", "SiemSinkSettings"]
+from shimmfa.errors import ConfigError
+
+__all__ = ["DEFAULT_DATABASE_URL", "CentralSettings", "SiemSinkSettings", "load_settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./shimmfa-central.db"
 SIEM_TRANSPORTS = ("noop", "file", "https", "syslog")
@@ -132,3 +135,15 @@ class SiemSinkSettings:
     client_cert: str | None
     client_key: str | None
     format: str
+
+
+def load_settings(**flags: Any) -> CentralSettings:
+    """The settings from the environment and `flags`; a ConfigError (exit 2)
+    naming the environment variable or flag for a value that does not fit."""
+    try:
+        return CentralSettings(**flags)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(map(str, first["loc"]))
+        where = f"SHIMMFA_CENTRAL_{name.upper()} / --{name.replace('_', '-')}"
+        raise ConfigError(f"{where}: {first['msg']}") from None

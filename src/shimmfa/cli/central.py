@@ -44,9 +44,9 @@ def open_central(database_url: str, *, check: bool = True) -> Central:
     """The database, checked to be at the schema head unless `check=False`."""
     from shimmfa.central import schema
     from shimmfa.central.context import Central
-    from shimmfa.central.settings import CentralSettings
+    from shimmfa.central.settings import load_settings
 
-    central = Central(CentralSettings(database_url=database_url))
+    central = Central(load_settings(database_url=database_url))
     if check:
         schema.require_head(central.engine)
     return central
@@ -193,21 +193,16 @@ def serve(
     (`shimmfa central init`). Other settings come from `SHIMMFA_CENTRAL_*`
     environment variables; these flags win over them."""
     import uvicorn
-    from pydantic import ValidationError
 
     from shimmfa.central import schema
-    from shimmfa.central.settings import CentralSettings
+    from shimmfa.central.settings import load_settings
 
     if (tls_cert is None) != (tls_key is None):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
     flags = {"database_url": database_url, "host": host, "port": port, "workers": workers}
     if tls_cert is not None:
         flags.update(tls_cert=tls_cert, tls_key=tls_key)
-    try:
-        settings = CentralSettings(**flags)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    settings = load_settings(**flags)
     central = open_central(settings.database_url, check=False)
     try:
         schema.require_head(central.engine)
