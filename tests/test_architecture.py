@@ -312,7 +312,14 @@ def test_the_shim_package_shows_its_parts_at_a_glance() -> None:
     entries = sorted(p.name for p in shim.iterdir() if p.name != "__pycache__")
     assert len(entries) <= 10, entries
     packages = [p for p in shim.iterdir() if (p / "__init__.py").is_file()]
-    assert {p.name for p in packages} == {"link", "recorder", "reporting", "state", "tamper"}
+    assert {p.name for p in packages} == {
+        "link",
+        "recorder",
+        "reporting",
+        "settings",
+        "state",
+        "tamper",
+    }
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,11 @@ executes the actions it gets back; it decides nothing itself. Rules:
 - A line longer than `max_line` bytes, a line that is not UTF-8, has control
   characters or is not exactly two tokens gets the `Format:` reply; the rest
   of an over-long line is dropped up to its end.
+- A technician whose MFA chain asks for more than the login line's code is
+  prompted `Next factor: <label>` (`auth_done(..., next_factor=label)`):
+  the next line, whatever it holds, goes to the chain as that factor's code
+  (`Authenticate(step=n)`). Any failure at any step restarts from the banner.
+  Without a chain the dialogue is the seed's, byte for byte.
 - Every authentication failure gets the same reply; the precise reason is in
   the `AuthFailed` action, for the log. Consecutive failures at this port
   start a backoff (initial, doubling, capped); input during a backoff is
@@ -68,6 +73,7 @@ _CR, _LF, _BS, _DEL, _ETX, _NAK = 0x0D, 0x0A, 0x08, 0x7F, 0x03, 0x15
 
 class GateState(StrEnum):
     CHALLENGE = "CHALLENGE"
+    FACTOR = "FACTOR"  # a chain's further factor is asked for
     AUTHENTICATING = "AUTHENTICATING"
     OPEN = "OPEN"
     LOCKED = "LOCKED"
@@ -111,6 +117,7 @@ class GateMachine:
         self._backoff_until = 0.0
         self._backoff_noticed = False
         self._locks: dict[str, bytes] = {}
+        self._chain: tuple[str, int] | None = None  # (technician, step) while in FACTOR
 
     # -- entry points -------------------------------------------------------
 
@@ -119,6 +126,8 @@ class GateMachine:
         self._reset_line()
         if self.state is GateState.LOCKED:
             return [SendToTechnician(BANNER + b"".join(self._locks.values()))]
+        if self.state is GateState.FACTOR:  # a new technician: the chain starts again
+            self.state, self._chain = GateState.CHALLENGE, None
         if self.state is GateState.CHALLENGE:
             return [SendToTechnician(BANNER)]
         return []
@@ -127,7 +136,7 @@ class GateMachine:
         if self.state is GateState.OPEN:
             data = self._skip_lf_after_cr(bytes(data))
             return [ForwardToDevice(data)] if data else []
-        if self.state is GateState.CHALLENGE:
+        if self.state in (GateState.CHALLENGE, GateState.FACTOR):
             return self._challenge(bytes(data), now)
         if self.state is GateState.AUTHENTICATING:
             self._pending += self._skip_lf_after_cr(bytes(data))
@@ -173,12 +182,27 @@ class GateMachine:
         self.discarded_device_bytes += len(data)
         return []
 
-    def auth_done(self, outcome: AuthOutcome, session_id: str | None, now: float) -> list[Action]:
+    def auth_done(
+        self,
+        outcome: AuthOutcome,
+        session_id: str | None,
+        now: float,
+        next_factor: str | None = None,
+    ) -> list[Action]:
         """Result of the `Authenticate` request. A session opens only for an
-        OK outcome with a session ID."""
+        OK outcome with a session ID; an OK outcome with `next_factor` asks
+        for that factor's code."""
         if self.state is not GateState.AUTHENTICATING:
             return []
         pending, self._pending = self._pending, b""
+        step = self._chain[1] if self._chain is not None else 0
+        self._chain = None
+        if outcome.authenticated and next_factor and not session_id:
+            self.state = GateState.FACTOR
+            self._chain = (outcome.technician_id, step + 1)
+            label = "".join(ch if not _is_control(ch) else "?" for ch in next_factor[:64])
+            prompt: list[Action] = [SendToTechnician(f"\r\nNext factor: {label}\r\n> ".encode())]
+            return prompt + (self._challenge(pending, now) if pending else [])
         if outcome.authenticated and session_id:
             self.state = GateState.OPEN
             self.session_id = session_id
@@ -224,6 +248,7 @@ class GateMachine:
         if self.state is not GateState.EMERGENCY_STOP:
             self.state = GateState.LOCKED
             self._pending = b""
+            self._chain = None
         return actions
 
     def unlock(self, key: str) -> list[Action]:
@@ -327,11 +352,16 @@ class GateMachine:
         return actions
 
     def _end_of_line(self) -> list[Action]:
-        if self._dropping_line:
+        if self._dropping_line and self._chain is None:
             self._reset_line()
             return []
         line = bytes(self._line)
         self._reset_line()
+        if self._chain is not None:  # whatever it is, it is this factor's attempt
+            self.state = GateState.AUTHENTICATING
+            technician_id, step = self._chain
+            text = line.decode("utf-8", "replace").strip()
+            return [Authenticate(technician_id, text, step)]
         tokens = line.split()
         reason = ""
         if len(tokens) != 2:

@@ -34,10 +34,13 @@ class ForwardToDevice:
 
 @dataclass(frozen=True, slots=True)
 class Authenticate:
-    """Check these credentials and call `auth_done` with the outcome."""
+    """Check these credentials and call `auth_done` with the outcome. `step`
+    0 is the login line's code; 1, 2, ... a further factor's code (the line
+    as typed, for the technician's MFA chain)."""
 
     technician_id: str
     code: str
+    step: int = 0
 
 
 @dataclass(frozen=True, slots=True)

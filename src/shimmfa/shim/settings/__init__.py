@@ -1,0 +1,52 @@
+"""The settings: every configuration key, its type, default and meaning.
+
+Rules:
+- One frozen pydantic model per section; unknown keys and wrong types are
+  refused (strict), and every key of ours has a default except the seed's
+  required ones. `config.load_config` turns a YAML file into `Settings`.
+- The models are the one settings table: `config.reference_table()` renders
+  them for the README and `shimmfa config reference`, and a test keeps the
+  two in agreement.
+
+The lowest layer of the shim: imports `shimmfa.core` only.
+"""
+
+from shimmfa.shim.settings.base import Section, check_identifier
+from shimmfa.shim.settings.reporting import CentralSection, SiemSection
+from shimmfa.shim.settings.root import Settings
+from shimmfa.shim.settings.sections import (
+    BootIntegritySensorEntry,
+    FileSensorEntry,
+    GateSection,
+    GpioSensorEntry,
+    ModemSensorEntry,
+    RecordingSection,
+    SerialSection,
+    SessionSection,
+    ShimSection,
+    StorageSection,
+    TamperSection,
+    TotpSection,
+)
+from shimmfa.shim.settings.technicians import TechnicianEntry
+
+__all__ = [
+    "BootIntegritySensorEntry",
+    "CentralSection",
+    "FileSensorEntry",
+    "GateSection",
+    "GpioSensorEntry",
+    "ModemSensorEntry",
+    "RecordingSection",
+    "Section",
+    "SerialSection",
+    "SessionSection",
+    "Settings",
+    "ShimSection",
+    "SiemSection",
+    "StorageSection",
+    "TamperSection",
+    "TechnicianEntry",
+    "TotpSection",
+    "check_identifier",
+]

@@ -1,0 +1,47 @@
+"""Technicians written in the config file (the seed's `technicians:`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from shimmfa.core.totp import InvalidSecretError, decode_secret
+from shimmfa.shim.settings.base import Section, check_identifier
+
+__all__ = ["TechnicianEntry"]
+
+
+class TechnicianEntry(Section):
+    technician_id: Annotated[str, Field(description="Login name typed at the gate.")]
+    totp_secret: Annotated[str, Field(description="Base32 TOTP secret (prefer the state DB).")]
+    enrolment_date: Annotated[str, Field(description="ISO date of enrolment.")] = ""
+    notes: Annotated[str, Field(description="Free text.")] = ""
+    algorithm: Annotated[
+        Literal["SHA1", "SHA256", "SHA512"] | None, Field(description="Overrides totp.algorithm.")
+    ] = None
+    digits: Annotated[Literal[6, 8] | None, Field(description="Overrides totp.digits.")] = None
+    period: Annotated[int | None, Field(ge=10, le=300, description="Overrides totp.period.")] = None
+    roles: Annotated[
+        list[Literal["admin"]], Field(description="`admin` may reset the tamper latch.")
+    ] = []
+
+    @field_validator("enrolment_date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+    @field_validator("technician_id")
+    @classmethod
+    def _tech_id(cls, value: str) -> str:
+        return check_identifier(value, "technician ID")
+
+    @field_validator("totp_secret")
+    @classmethod
+    def _secret(cls, value: str) -> str:
+        try:
+            decode_secret(value)
+        except InvalidSecretError:
+            raise ValueError("not valid base32 (letters A-Z and digits 2-7)") from None
+        return value
