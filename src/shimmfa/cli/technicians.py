@@ -36,9 +36,19 @@ def technician_add(
         list[str] | None, typer.Option(help="`admin` may reset the tamper latch (repeatable).")
     ] = None,
     qr: Annotated[bool, typer.Option(help="Show the QR code in the terminal.")] = True,
+    factor: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A further factor for an MFA chain, by its label (repeatable): a new "
+            "technician gets these after the first; an enrolled one gets them added."
+        ),
+    ] = None,
 ) -> None:
     """Enrol a technician with a new 160-bit secret; prints the QR code and URI
-    to scan with an authenticator app."""
+    to scan with an authenticator app. With `--factor LABEL`, also (or, for a
+    technician already in the state DB, only) further factors, each with its
+    own secret and QR code: the gate then asks for them after the login line
+    (`Next factor: LABEL`)."""
     from shimmfa.shim.state import technicians
 
     if algorithm is not None and algorithm.upper() not in ("SHA1", "SHA256", "SHA512"):
@@ -52,18 +62,25 @@ def technician_add(
         raise typer.BadParameter("the only role is admin", param_hint="--role")
     settings = load_settings(config)
     store = open_store(settings)
-    record = technicians.enrol(
-        settings,
-        store,
-        technician_id,
-        algorithm=algorithm.upper() if algorithm else None,
-        digits=digits,
-        period=period,
-        notes=notes,
-        roles=roles,
-    )
-    typer.echo(f"Enrolled {record.technician_id}. Scan this with the technician's app:")
-    _show_uri(technicians.uri_for(settings, record), qr)
+    labels = list(dict.fromkeys(factor or []))
+    record = store.technician(technician_id) if labels else None
+    if record is None:
+        record = technicians.enrol(
+            settings,
+            store,
+            technician_id,
+            algorithm=algorithm.upper() if algorithm else None,
+            digits=digits,
+            period=period,
+            notes=notes,
+            roles=roles,
+        )
+        typer.echo(f"Enrolled {record.technician_id}. Scan this with the technician's app:")
+        _show_uri(technicians.uri_for(settings, record), qr)
+    for label in labels:
+        uri = technicians.enrol_factor(settings, store, technician_id, label)
+        typer.echo(f"Factor {label!r} of {technician_id}. Scan this one too:")
+        _show_uri(uri, qr)
 
 
 @app.command("list")

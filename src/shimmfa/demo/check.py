@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from shimmfa.core.heartbeat import verify_heartbeat
-from shimmfa.demo.shim import SHIM_ID, TECHNICIAN, Demo
+from shimmfa.demo.shim import SECOND_FACTOR, SHIM_ID, TECHNICIAN, TWO_FACTOR, Demo
 from shimmfa.errors import DemoError
 from shimmfa.shim.recorder.files import open_recording, raw_bytes
 
@@ -62,6 +62,16 @@ def run_checks(demo: Demo) -> list[str]:
             if time.monotonic() > deadline:
                 raise DemoError("the shim did not log the end of the session")
             time.sleep(0.05)
+
+    @step(f"{TWO_FACTOR} logs in with two factors after the port reconnects")
+    def _() -> None:
+        demo.reconnect_technician()
+        demo.read_until(b"<totp_code>\r\n> ")
+        first, second = (demo.current_code(secret) for secret in demo.second_secrets)
+        demo.send(f"{TWO_FACTOR} {first}\r".encode())
+        demo.read_until(f"Next factor: {SECOND_FACTOR}\r\n> ".encode())
+        demo.send(f"{second}\r".encode())
+        demo.read_until(b"Pass-through enabled. Disconnect to end session.\r\n")
 
     @step("the device never saw the unauthenticated line")
     def _() -> None:

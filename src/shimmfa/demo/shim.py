@@ -27,9 +27,11 @@ from shimmfa.shim.config import load_config
 from shimmfa.shim.recorder.files import verify_file
 from shimmfa.shim.state.anchor import provision_keys
 from shimmfa.shim.state.store import StateStore
-from shimmfa.shim.state.technicians import enrol, uri_for
+from shimmfa.shim.state.technicians import enrol, enrol_factor, uri_for
 
 TECHNICIAN = "demo@example.org"
+TWO_FACTOR = "demo2@example.org"  # asked for a second factor: `Next factor: Backup`
+SECOND_FACTOR = "Backup"
 SHIM_ID = "demo-shim"
 HARDWARE_ID = "demo-hw-0001"
 HEARTBEAT_PERIOD = 5.0
@@ -65,6 +67,7 @@ class Demo:
     dev_master: int = -1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     secret: str = ""
+    second_secrets: tuple[str, str] = ("", "")  # demo2's two factors
     central: DemoCentral | None = None
     public_key: str = ""
     received: bytes = b""
@@ -81,8 +84,8 @@ class Demo:
     def device_record(self) -> Path:
         return self.workdir / "device-received.bin"
 
-    def current_code(self) -> str:
-        return totp_code(decode_secret(self.secret), int(time.time() // 30), 6, "SHA1")
+    def current_code(self, secret: str | None = None) -> str:
+        return totp_code(decode_secret(secret or self.secret), int(time.time() // 30), 6, "SHA1")
 
     def read_until(self, marker: bytes, timeout: float = 10.0) -> bytes:
         """Read the technician side until `marker` shows up; all of it."""
@@ -108,6 +111,13 @@ class Demo:
 
     def send(self, data: bytes) -> None:
         os.write(self.tech_master, data)
+
+    def reconnect_technician(self) -> None:
+        """Plug a fresh laptop cable in: a new PTY where the old one was."""
+        if self.tech_master >= 0:
+            os.close(self.tech_master)
+        self.tech_master = _pty_pair(self.workdir / "tech")
+        self.received = b""
 
     @property
     def recording_identity(self) -> Path:
@@ -175,7 +185,12 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
         try:
             record = enrol(settings, store, TECHNICIAN, notes="demo technician")
             demo.secret = record.totp_secret
-            _print_enrolment(uri_for(settings, record))
+            _print_enrolment(TECHNICIAN, uri_for(settings, record))
+            second = enrol(settings, store, TWO_FACTOR, notes="demo technician, two factors")
+            uri = enrol_factor(settings, store, TWO_FACTOR, SECOND_FACTOR)
+            demo.second_secrets = (second.totp_secret, uri.split("secret=")[1].split("&")[0])
+            _print_enrolment(TWO_FACTOR, uri_for(settings, second), qr=False)
+            _print_enrolment(f"{TWO_FACTOR}'s second factor ({SECOND_FACTOR})", uri, qr=False)
         finally:
             store.close()
         demo.processes.append(
@@ -204,11 +219,12 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
                     os.close(fd)
 
 
-def _print_enrolment(uri: str) -> None:
+def _print_enrolment(who: str, uri: str, *, qr: bool = True) -> None:
     import segno
 
-    print(f"Enrolled the demo technician {TECHNICIAN}; scan with an authenticator app:")  # noqa: T201
-    segno.make(uri, error="m").terminal(compact=True)
+    print(f"Enrolled {who}; scan with an authenticator app:")  # noqa: T201
+    if qr:
+        segno.make(uri, error="m").terminal(compact=True)
     print(uri, flush=True)  # noqa: T201
 
 
@@ -227,7 +243,10 @@ def attach(demo: Demo) -> None:
     print(  # noqa: T201
         f"\r\nThe shim is up. Log in as:  {TECHNICIAN} <code from your app>\r\n"
         f"(current code: {demo.current_code()}). Then press Enter for the device's "
-        "login: user service, password vip3200. Ctrl-] quits.\r\n",
+        "login: user service, password vip3200. Ctrl-] quits.\r\n"
+        f"Or with two factors: {TWO_FACTOR} {demo.current_code(demo.second_secrets[0])}, "
+        f"then at `Next factor: {SECOND_FACTOR}` {demo.current_code(demo.second_secrets[1])} "
+        "(codes of now).\r\n",
         flush=True,
     )
     stdin = sys.stdin.fileno()

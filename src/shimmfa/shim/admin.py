@@ -12,7 +12,8 @@ Rules:
 - `tamper reset` never clears `tamper:state_lost`: only a recovery does.
 - A recovery gives the DB a new state ID, continues the boot count above
   the anchor's (and the DB's), raises every known technician's replay floor
-  to the current time step (no code from before the recovery logs in),
+  to the current time step, that of every further factor of their MFA
+  chains too (no code from before the recovery logs in),
   clears the `state_lost` latch but keeps any other latch the anchor
   remembers, and anchors the result.
 """
@@ -22,7 +23,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
+from shimmfa.core.chain_state import ChainState
 from shimmfa.core.totp import AuthState
 from shimmfa.errors import TechnicianError
 from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
@@ -38,6 +41,7 @@ from shimmfa.shim.state.anchor import (
     update_anchor,
 )
 from shimmfa.shim.state.db import db_path
+from shimmfa.shim.state.factors import ChainStore, Factor, factors_of
 from shimmfa.shim.state.keys import load_keys
 from shimmfa.shim.state.store import BOOT_COUNTER, StateStore
 from shimmfa.shim.state.technicians import TechnicianDirectory, build_gate
@@ -130,6 +134,7 @@ def reset(settings: Settings, store: StateStore, operator: str, code: str, reaso
 def _raise_replay_floors(settings: Settings, store: StateStore, now: float) -> int:
     """Every known technician's last accepted time step is at least now's."""
     directory = TechnicianDirectory(settings.technician_records(), store)
+    chains = ChainStore(store)
     count = 0
     for technician_id, record in directory.items():
         step = int(now // (record.period or settings.totp.period))
@@ -139,7 +144,18 @@ def _raise_replay_floors(settings: Settings, store: StateStore, now: float) -> i
 
         store.update(technician_id, change)
         count += 1
+        factors = factors_of(settings, store, technician_id)
+        if factors:
+            chains.update(technician_id, partial(_chain_floors, factors, now))
     return count
+
+
+def _chain_floors(factors: list[Factor], now: float, state: ChainState) -> tuple[ChainState, None]:
+    """Every further factor's replay floor is at least now's time step."""
+    for factor in factors:
+        step = int(now // factor.definition.period)
+        state = state.with_floor(factor.definition.id, max(state.floor(factor.definition.id), step))
+    return state, None
 
 
 def recover(

@@ -144,7 +144,8 @@ def load_config(path: str | Path) -> LoadedConfig:
 
 
 def reference_table() -> str:
-    """The configuration reference, as a Markdown table."""
+    """The configuration reference, as a Markdown table (nested sections and
+    lists of entries are spelt `gate.policy.mode`, `technicians[].factors[].label`)."""
     rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for section_name, section_field in Settings.model_fields.items():
         model = section_field.annotation
@@ -153,11 +154,33 @@ def reference_table() -> str:
             section_name = "technicians[]"
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise TypeError(f"settings section {section_name} is not a model")
-        for name, info in model.model_fields.items():
-            default = "required" if info.is_required() else f"`{info.default!r}`"
-            kind = type_name(info.annotation)
-            rows.append(f"| `{section_name}.{name}` | {kind} | {default} | {info.description} |")
+        rows += _rows(section_name, model)
     return "\n".join(rows)
+
+
+def _nested(annotation: Any) -> tuple[type[BaseModel], str] | None:
+    """The model inside `Model | None` or `list[Model]`, and the key suffix."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _nested(args[0])
+    if origin in (Union, UnionType):
+        models = [arg for arg in args if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        return (models[0], "") if len(models) == 1 else None
+    if origin is list and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0], "[]"
+    return None
+
+
+def _rows(prefix: str, model: type[BaseModel]) -> list[str]:
+    rows = []
+    for name, info in model.model_fields.items():
+        default = "required" if info.is_required() else f"`{info.default!r}`"
+        kind = type_name(info.annotation)
+        rows.append(f"| `{prefix}.{name}` | {kind} | {default} | {info.description} |")
+        inner = _nested(info.annotation)
+        if inner is not None:
+            rows += _rows(f"{prefix}.{name}{inner[1]}", inner[0])
+    return rows
 
 
 def type_name(annotation: Any) -> str:

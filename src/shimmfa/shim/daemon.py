@@ -61,6 +61,7 @@ from shimmfa.shim.state.anchor import (
 )
 from shimmfa.shim.state.db import db_path, private_dir
 from shimmfa.shim.state.keys import ShimKeys
+from shimmfa.shim.state.login import ShimLogin
 from shimmfa.shim.state.permissions import check_strict_modes
 from shimmfa.shim.state.port_backoff import PortBackoff
 from shimmfa.shim.state.store import StateStore
@@ -239,7 +240,9 @@ def _serve(
     relay = Relay(
         loop,
         gate,
-        AuditedAuthenticator(build_gate(settings, store), alerts),
+        AuditedAuthenticator(
+            ShimLogin.for_shim(settings, store, build_gate(settings, store)), alerts
+        ),
         RecordedSessions(recorder, alerts, OutboxSiem(alerts.outbox, settings.shim.id)),
         open_technician,
         open_device,

@@ -284,15 +284,20 @@ class Relay:
         pending: Authenticate | None = request
         while pending is not None:
             started = time.perf_counter()
-            outcome = self._auth.authenticate(pending.technician_id, pending.code)
+            tid = pending.technician_id
+            if pending.step == 0:
+                outcome = self._auth.authenticate(tid, pending.code)
+            else:
+                outcome = self._auth.verify_factor(tid, pending.code)
+            next_factor = self._auth.next_factor(tid) if outcome.authenticated else None
             session_id: str | None = None
-            if outcome.authenticated:
+            if outcome.authenticated and next_factor is None:
                 try:
                     session_id = self._sessions.start(outcome.technician_id)
                 except ShimMfaError as exc:
                     log.error("session for %s refused: %s", outcome.technician_id, exc)
             log.debug("auth decision in %.2f ms", (time.perf_counter() - started) * 1000)
-            actions = self._gate.auth_done(outcome, session_id, time.monotonic())
+            actions = self._gate.auth_done(outcome, session_id, time.monotonic(), next_factor)
             if self._on_auth_decided is not None:
                 self._on_auth_decided()  # e.g. store the port's backoff, before the reply
             last = actions[-1] if actions else None
@@ -300,7 +305,7 @@ class Relay:
             if pending is not None:
                 actions.pop()
             self._execute(actions)
-            if outcome.authenticated and session_id is None:
+            if outcome.authenticated and next_factor is None and session_id is None:
                 self._recording.check(reschedule=False)
             if self._gate.state is not GateState.AUTHENTICATING:
                 pending = None  # the gate was locked meanwhile (storage): no more decisions

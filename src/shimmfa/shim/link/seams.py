@@ -38,7 +38,17 @@ class Tap(Protocol):
 
 
 class Authenticator(Protocol):
+    """Decides logins: the login line's code, then any further factor the
+    technician's MFA chain asks for (`next_factor`, `verify_factor`)."""
+
     def authenticate(self, technician_id: str, code: str) -> AuthOutcome: ...
+
+    def next_factor(self, technician_id: str) -> str | None:
+        """After an OK outcome: the label of the factor to ask for next;
+        None when the login is complete."""
+        ...
+
+    def verify_factor(self, technician_id: str, code: str) -> AuthOutcome: ...
 
 
 class Sessions(Protocol):

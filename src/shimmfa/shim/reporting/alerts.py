@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from shimmfa.core.events import shown_id
 from shimmfa.core.totp import AuthOutcome, TotpGate
@@ -45,23 +45,51 @@ class Alerts:
         return True
 
 
-class AuditedAuthenticator:
-    """The TOTP gate, with every decision sent to the SIEM."""
+class Login(Protocol):
+    """What decides a login (`state.login.ShimLogin`)."""
 
-    def __init__(self, gate: TotpGate, alerts: Alerts) -> None:
+    def authenticate(self, technician_id: str, code: str) -> AuthOutcome: ...
+
+    def next_factor(self, technician_id: str) -> str | None: ...
+
+    def verify_factor(self, technician_id: str, code: str) -> AuthOutcome: ...
+
+
+class AuditedAuthenticator:
+    """Logins (the TOTP gate, or a `Login` with an MFA chain), with every
+    decision sent to the SIEM: `auth_success` once the login is complete,
+    `auth_failure` at any failed step, with the precise reason."""
+
+    def __init__(self, gate: TotpGate | Login, alerts: Alerts) -> None:
         self._gate = gate
         self._alerts = alerts
 
     def authenticate(self, technician_id: str, code: str) -> AuthOutcome:
         outcome = self._gate.authenticate(technician_id, code)
+        self._report(outcome)
+        return outcome
+
+    def next_factor(self, technician_id: str) -> str | None:
+        if isinstance(self._gate, TotpGate):
+            return None
+        return self._gate.next_factor(technician_id)
+
+    def verify_factor(self, technician_id: str, code: str) -> AuthOutcome:
+        if isinstance(self._gate, TotpGate):
+            raise RuntimeError("a further factor without an MFA chain")
+        outcome = self._gate.verify_factor(technician_id, code)
+        self._report(outcome)
+        return outcome
+
+    def _report(self, outcome: AuthOutcome) -> None:
+        tid = outcome.technician_id
+        if outcome.authenticated and self.next_factor(tid) is not None:
+            return  # the chain goes on: success is reported when it completes
         fields = {
-            "technician_id": (
-                outcome.technician_id if outcome.authenticated else shown_id(outcome.technician_id)
-            ),
+            "technician_id": tid if outcome.authenticated else shown_id(tid),
             "result": outcome.result.value,
             "detail": outcome.detail,
             "time_step": outcome.period,
         }
         kind = "auth_success" if outcome.authenticated else "auth_failure"
         self._alerts.emit(kind, fields)
-        return outcome

@@ -20,6 +20,7 @@ from shimmfa.shim.settings.sections import (
     GateSection,
     GpioSensorEntry,
     ModemSensorEntry,
+    PolicySection,
     RecordingSection,
     SerialSection,
     SessionSection,
@@ -28,15 +29,17 @@ from shimmfa.shim.settings.sections import (
     TamperSection,
     TotpSection,
 )
-from shimmfa.shim.settings.technicians import TechnicianEntry
+from shimmfa.shim.settings.technicians import FactorEntry, TechnicianEntry
 
 __all__ = [
     "BootIntegritySensorEntry",
     "CentralSection",
+    "FactorEntry",
     "FileSensorEntry",
     "GateSection",
     "GpioSensorEntry",
     "ModemSensorEntry",
+    "PolicySection",
     "RecordingSection",
     "Section",
     "SerialSection",

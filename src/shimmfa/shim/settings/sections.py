@@ -161,6 +161,32 @@ class SessionSection(Section):
     ] = 28800.0
 
 
+class PolicySection(Section):
+    """An MFA chain at the port (core.chain): the login line's code is the
+    technician's first factor; the rest come from their `factors`."""
+
+    mode: Annotated[
+        Literal["fixed", "random"],
+        Field(description="`fixed`: factors in their order; `random`: a fresh order each time."),
+    ] = "fixed"
+    required_steps: Annotated[
+        int, Field(ge=1, le=8, description="Codes needed in all, the login line's included.")
+    ] = 2
+    window: Annotated[
+        int, Field(ge=0, le=3, description="Time steps accepted either side of now, per factor.")
+    ] = 1
+    attempt_ttl: Annotated[
+        float, Field(ge=30, le=3600, description="Seconds to complete the chain once started.")
+    ] = 300.0
+    max_failures: Annotated[
+        int,
+        Field(ge=1, le=100, description="Failed factor steps within lockout_seconds that lock."),
+    ] = 5
+    lockout_seconds: Annotated[
+        float, Field(ge=0, le=86400, description="Chain lockout duration and counting span, s.")
+    ] = 300.0
+
+
 class GateSection(Section):
     echo: Annotated[bool, Field(description="Echo what the technician types at the prompt.")] = True
     max_line: Annotated[
@@ -170,3 +196,7 @@ class GateSection(Section):
         float, Field(ge=0, le=60, description="First per-port backoff after a failure, s (0: off).")
     ] = 1.0
     backoff_max: Annotated[float, Field(ge=0, le=600, description="Backoff cap, seconds.")] = 60.0
+    policy: Annotated[
+        PolicySection | None,
+        Field(description="An MFA chain after the login line (none: a technician's own factors)."),
+    ] = None

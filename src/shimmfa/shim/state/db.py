@@ -107,6 +107,22 @@ _SCHEMA = [
     CREATE INDEX outbox_siem ON outbox (id) WHERE pending & 1;
     CREATE INDEX outbox_central ON outbox (id) WHERE pending & 2;
     """,
+    # version 8: MFA chains at the port (state/factors.py): a technician's further
+    # factors (sealed like their first) and each chain's state (core.chain_state JSON)
+    """
+    CREATE TABLE technician_factors (
+        technician_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        sealed_secret BLOB NOT NULL,
+        algorithm TEXT, digits INTEGER, period INTEGER,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (technician_id, label)
+    );
+    CREATE TABLE chain_state (
+        subject TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    """,
 ]
 
 

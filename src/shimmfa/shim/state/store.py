@@ -208,11 +208,22 @@ class StateStore(StateDB):
             self._sealer = ChaCha20Poly1305(_load_or_create_key(key_path))
         return self._sealer
 
-    def add_technician(self, record: TechnicianRecord, now: float) -> None:
+    def seal(self, secret: str, bound_to: str) -> bytes:
+        """`secret` sealed with `keys/secrets.key`, bound to `bound_to`."""
         nonce = os.urandom(12)
-        sealed = nonce + self._seal_key().encrypt(
-            nonce, record.totp_secret.encode(), record.technician_id.encode()
-        )
+        return nonce + self._seal_key().encrypt(nonce, secret.encode(), bound_to.encode())
+
+    def unseal(self, sealed: bytes, bound_to: str, what: str) -> str:
+        try:
+            return self._seal_key().decrypt(sealed[:12], sealed[12:], bound_to.encode()).decode()
+        except InvalidTag:
+            raise StateError(
+                f"the sealed secret of {what} does not open with "
+                f"{self.root / 'keys' / 'secrets.key'}; restore the key file or re-enrol"
+            ) from None
+
+    def add_technician(self, record: TechnicianRecord, now: float) -> None:
+        sealed = self.seal(record.totp_secret, record.technician_id)
         try:
             with self._transaction() as db:
                 db.execute(
@@ -262,13 +273,7 @@ class StateStore(StateDB):
         tid, sealed, algorithm, digits, period, enrolled, notes, roles = row
         if not isinstance(tid, str) or not isinstance(sealed, bytes):
             raise StateError(f"state DB {self.path}: malformed technician row")
-        try:
-            secret = self._seal_key().decrypt(sealed[:12], sealed[12:], tid.encode()).decode()
-        except InvalidTag:
-            raise StateError(
-                f"the sealed secret of technician {tid!r} does not open with "
-                f"{self.root / 'keys' / 'secrets.key'}; restore the key file or re-enrol"
-            ) from None
+        secret = self.unseal(sealed, tid, f"technician {tid!r}")
         return TechnicianRecord(
             tid,
             secret,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from shimmfa.core.totp import (
@@ -23,6 +23,7 @@ from shimmfa.core.totp import (
 )
 from shimmfa.errors import ConfigError, TechnicianError
 from shimmfa.shim.settings import Settings, check_identifier
+from shimmfa.shim.state.factors import add_factor
 from shimmfa.shim.state.store import StateStore
 
 
@@ -52,7 +53,9 @@ class TechnicianDirectory(Mapping[str, TechnicianRecord]):
         return sorted(set(self._config) & set(self._store.technician_ids()))
 
 
-def build_gate(settings: Settings, store: StateStore) -> TotpGate:
+def build_gate(
+    settings: Settings, store: StateStore, *, clock: Callable[[], float] = time.time
+) -> TotpGate:
     """The TOTP gate over the config's and the state DB's technicians."""
     directory = TechnicianDirectory(settings.technician_records(), store)
     clash = directory.conflicts()
@@ -64,7 +67,7 @@ def build_gate(settings: Settings, store: StateStore) -> TotpGate:
     totp = settings.totp
     return TotpGate(
         directory,
-        time_source=time.time,
+        time_source=clock,
         period=totp.period,
         digits=totp.digits,
         window=totp.window,
@@ -122,6 +125,25 @@ def enrol(
     )
     store.add_technician(record, time.time())
     return record
+
+
+def enrol_factor(settings: Settings, store: StateStore, technician_id: str, label: str) -> str:
+    """A further factor with a new 160-bit secret for a technician of the
+    state DB; its provisioning URI (issuer `ShimMFA`, the label in the
+    account name so an app tells the two apart)."""
+
+    if technician_id in settings.technician_records():
+        raise TechnicianError(
+            f"technician {technician_id!r} is defined in the config file; give it `factors:` there"
+        )
+    record = store.technician(technician_id)
+    if record is None:
+        raise TechnicianError(f"no technician {technician_id!r} in the state DB")
+    secret = generate_totp_secret(os.urandom)
+    add_factor(store, technician_id, label, secret, time.time())
+    return uri_for(
+        settings, replace(record, technician_id=f"{technician_id} ({label})", totp_secret=secret)
+    )
 
 
 def find(settings: Settings, store: StateStore, technician_id: str) -> TechnicianRecord:

@@ -1,0 +1,77 @@
+"""Two-factor logins at the real daemon's port, from a terminal that sends
+CR for Enter (picocom's default): the login line, `Next factor: <label>`,
+the second code; any failure back to the one failure text; factors from
+the config file and from `shimmfa technician add --factor`."""
+
+from __future__ import annotations
+
+import re
+
+import pyotp
+import pytest
+import yaml
+
+pytestmark = pytest.mark.e2e
+
+ALICE = "alice@example.org"
+BACKUP = "KRUGKIDROVUWG2ZAMJZG653OEBTG66BA"  # noqa: S105 - test secret
+FAILURE = b"\r\nAuth fail: DENIED (invalid credentials)\r\n> "
+SUCCESS = re.compile(rb"\r\nAuthenticated as (\S+); session (\S+)\r\n")
+
+
+def two_factor_shim(make_shim, **gate):
+    rig = make_shim(start=False, gate={"echo": False, **gate})
+    for entry in rig.settings["technicians"]:
+        if entry["technician_id"] == ALICE:
+            entry["factors"] = [{"label": "Backup token", "totp_secret": BACKUP, "period": 10}]
+    rig.config.write_text(yaml.safe_dump(rig.settings, sort_keys=False), encoding="utf-8")
+    rig.start()
+    return rig
+
+
+def backup_code() -> str:
+    return pyotp.TOTP(BACKUP, interval=10).now()
+
+
+def test_a_two_factor_login_from_a_cr_terminal_opens_the_port(make_shim):
+    rig = two_factor_shim(make_shim)
+    rig.tech.send(f"{ALICE} {rig.code(ALICE)}\r".encode())
+    assert rig.tech.read_until(b"\r\n> ") == b"\r\nNext factor: Backup token\r\n> "
+    assert rig.dev.received == b""
+    rig.tech.send(f"{backup_code()}\rstatus\r".encode())  # typed ahead behind the code
+    assert SUCCESS.search(rig.tech.read_until(b"Disconnect to end session.\r\n"))
+    rig.dev.read_until(b"status\r")
+    assert rig.dev.received == b"status\r"
+    log = rig.daemon.log_text()
+    assert "session opened technician=alice@example.org" in log
+
+
+def test_a_wrong_second_code_restarts_from_the_first_with_the_one_failure(make_shim):
+    rig = two_factor_shim(make_shim)
+    rig.tech.send(f"{ALICE} {rig.code(ALICE)}\r".encode())
+    rig.tech.read_until(b"Next factor: Backup token\r\n> ")
+    rig.tech.send(b"000000\r")
+    assert rig.tech.read_until(b"\r\n> ") == FAILURE
+    rig.tech.send(f"{backup_code()}\r".encode())  # a lone code is no login line now
+    assert b"Format: <technician_id> <totp_code>" in rig.tech.read_until(b"\r\n> ")
+    assert rig.dev.received == b""
+    assert "auth failure technician='alice@example.org' result=BAD_CODE" in rig.daemon.log_text()
+    assert "Backup token" in rig.daemon.log_text()  # the precise reason, in the log only
+
+
+def test_factors_enrolled_with_the_cli_are_asked_for_at_the_port(make_shim):
+    rig = make_shim(start=False, gate={"echo": False})
+    added = rig.cli(
+        "technician", "add", "carol@example.org", "--factor", "Phone 2", "--no-qr",
+        "--period", "10", "--config", str(rig.config),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    secrets = re.findall(r"secret=([A-Z2-7]+)", added.stdout)
+    assert len(secrets) == 2 and secrets[0] != secrets[1]
+    assert "Factor 'Phone 2' of carol@example.org" in added.stdout
+    rig.start()
+    first, second = (pyotp.TOTP(secret, interval=10) for secret in secrets)
+    rig.tech.send(f"carol@example.org {first.now()}\r".encode())
+    assert rig.tech.read_until(b"\r\n> ") == b"\r\nNext factor: Phone 2\r\n> "
+    rig.tech.send(f"{second.now()}\r".encode())
+    assert SUCCESS.search(rig.tech.read_until(b"Disconnect to end session.\r\n"))
