@@ -71,6 +71,7 @@ class CentralServer:
         self.admin_id = "admin"
         self.admin_password = "central-test-password"  # noqa: S105 - throwaway
         self.admin_secret = generate_totp_secret()
+        self.admin_second = generate_totp_secret()  # the admin's second factor
         self.admin_token = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._log = workdir / "central.log"
@@ -99,9 +100,14 @@ class CentralServer:
         secret = self.workdir / "admin.totp"
         secret.write_text(self.admin_secret)
         secret.chmod(0o600)
+        second = self.workdir / "admin.totp.second"
+        second.write_text(self.admin_second)
+        second.chmod(0o600)
+        now = time.time()
         self.shimmfa(
             "init", "--admin", self.admin_id, "--password-file", str(password),
-            "--totp-secret-file", str(secret), "--code", code_at(self.admin_secret, time.time()),
+            "--totp-secret-file", str(secret), "--code", code_at(self.admin_secret, now),
+            "--factor-code", code_at(self.admin_second, now),
         )  # fmt: skip
         self.admin_token = self.shimmfa(
             "token", "create", "--name", "test-admin", "--role", "admin"

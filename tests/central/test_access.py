@@ -18,7 +18,9 @@ PASSWORD = "correct horse battery staple"  # noqa: S105 - a test password
 
 @pytest.fixture
 def operator(central: Central) -> str:
-    _, secret = create_operator(central, "alice", role="admin", password=PASSWORD, actor="test")
+    _, secret = create_operator(
+        central, "alice", role="clinical_engineering", password=PASSWORD, actor="test"
+    )
     return secret
 
 
@@ -41,8 +43,10 @@ def test_login_sets_a_strict_httponly_cookie_and_returns_a_csrf_token(
     assert answer.status_code == 200, answer.text
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-    assert answer.json()["role"] == "admin" and len(answer.json()["csrf_token"]) >= 32
-    assert client.get("/api/v1/me").json() == {"kind": "operator", "name": "alice", "role": "admin"}
+    assert answer.json()["role"] == "clinical_engineering"
+    assert len(answer.json()["csrf_token"]) >= 32
+    me = client.get("/api/v1/me").json()
+    assert me == {"kind": "operator", "name": "alice", "role": "clinical_engineering"}
 
 
 def test_every_failure_is_the_same_reply(
@@ -89,20 +93,21 @@ def test_failed_logins_are_audited_with_the_reason(
 
 
 def test_a_cookie_session_needs_the_csrf_token_to_change_anything(
-    client: TestClient, clock: ManualClock, operator: str, central: Central
+    client: TestClient, clock: ManualClock, operator: str, shim: SimShim
 ) -> None:
     answer = client.post(
         "/api/v1/login",
         json={"operator_id": "alice", "password": PASSWORD, "code": code_at(operator, clock())},
     )
     csrf = answer.json()["csrf_token"]
-    sim = SimShim("shim-c")
-    refused = client.post("/api/v1/shims", json=sim.registration())
+    window = {"start": "2030-01-01T00:00:00Z", "end": "2030-01-02T00:00:00Z", "reason": "x"}
+    path = f"/api/v1/shims/{shim.shim_id}/maintenance"
+    refused = client.post(path, json=window)
     assert (refused.status_code, refused.json()["code"]) == (403, "csrf")
-    wrong = client.post("/api/v1/shims", json=sim.registration(), headers={"X-CSRF-Token": "x"})
+    wrong = client.post(path, json=window, headers={"X-CSRF-Token": "x"})
     assert wrong.status_code == 403
-    assert client.get("/api/v1/shims").json()["items"] == []  # reading needs no CSRF token
-    made = client.post("/api/v1/shims", json=sim.registration(), headers={"X-CSRF-Token": csrf})
+    assert client.get(path).json() == []  # reading needs no CSRF token
+    made = client.post(path, json=window, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 201
     assert client.post("/api/v1/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
     assert client.get("/api/v1/shims").status_code == 401

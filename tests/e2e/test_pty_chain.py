@@ -5,11 +5,19 @@ the config file and from `shimmfa technician add --factor`."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import subprocess
+import termios
+import tty
 
 import pyotp
 import pytest
 import yaml
+
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -75,3 +83,65 @@ def test_factors_enrolled_with_the_cli_are_asked_for_at_the_port(make_shim):
     assert rig.tech.read_until(b"\r\n> ") == b"\r\nNext factor: Phone 2\r\n> "
     rig.tech.send(f"{second.now()}\r".encode())
     assert SUCCESS.search(rig.tech.read_until(b"Disconnect to end session.\r\n"))
+
+
+@pytest.mark.skipif(shutil.which("picocom") is None, reason="needs picocom (make test installs it)")
+def test_a_two_factor_login_from_picocom(make_shim, tmp_path):
+    """picocom, on a PTY wired to the shim's port by socat (a null-modem
+    cable), typed into as a person would: Enter is CR."""
+    rig = two_factor_shim(make_shim)
+    laptop, laptop_slave = os.openpty()  # picocom's serial port
+    tty.setraw(laptop_slave, termios.TCSANOW)
+    port = os.ttyname(laptop_slave)
+    os.close(laptop_slave)
+    screen, screen_slave = os.openpty()  # the terminal picocom runs in
+    os.set_blocking(screen, False)
+    cable = subprocess.Popen(  # noqa: S603 - Debian's socat
+        ["socat", f"FD:{rig.tech.fd}", f"FD:{laptop}"], pass_fds=(rig.tech.fd, laptop)
+    )
+    picocom = subprocess.Popen(  # noqa: S603 - Debian's picocom
+        ["picocom", "--baud", "115200", "--noreset", port],
+        stdin=screen_slave,
+        stdout=screen_slave,
+        stderr=screen_slave,
+        start_new_session=True,
+    )
+    os.close(screen_slave)
+    seen = bytearray()
+
+    def read_screen(marker: bytes) -> bytes:
+        wait_for(
+            lambda: _pull(screen, seen) and marker in seen,
+            f"picocom shows {marker!r}",
+            10,
+            detail=lambda: (bytes(seen[-300:]), rig.daemon.log_text()[-1500:]),
+        )
+        head, _, tail = bytes(seen).partition(marker)
+        seen[:] = tail
+        return head + marker
+
+    try:
+        read_screen(b"Terminal ready")
+        os.write(screen, f"{ALICE} {rig.code(ALICE)}\r".encode())
+        read_screen(b"Next factor: Backup token\r\n> ")
+        assert rig.dev.received == b""
+        os.write(screen, f"{backup_code()}\r".encode())
+        assert SUCCESS.search(read_screen(b"Pass-through enabled. Disconnect to end session.\r\n"))
+        os.write(screen, b"status\r")
+        rig.dev.read_until(b"status\r")
+        os.write(screen, b"\x01\x18")  # C-a C-x: picocom exits
+        picocom.wait(timeout=10)
+    finally:
+        for process in (picocom, cable):
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+        os.close(screen)
+        os.close(laptop)
+
+
+def _pull(fd: int, into: bytearray) -> bool:
+    """Read what `fd` has now into `into`; True (for `wait_for`'s predicate)."""
+    with contextlib.suppress(BlockingIOError, OSError):
+        into += os.read(fd, 65536)
+    return True

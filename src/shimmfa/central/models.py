@@ -7,7 +7,8 @@ Rules:
   arithmetic stays in plain SQL.
 - Secrets are never stored: API tokens, shim credentials and web session
   tokens as SHA-256 (they are 256-bit random), passwords as argon2id. Only
-  the operators' TOTP secrets are kept as they are (issue 15 seals them).
+  the operators' TOTP secrets (first and further factors) are kept
+  as they are.
 - Row identities are never reused (`AUTOINCREMENT` on SQLite, sequences on
   PostgreSQL), so a cached shim identity can never point at another shim.
 - `shims` carries the registry and the monitor's state of each shim: the
@@ -41,11 +42,14 @@ __all__ = [
     "ApiToken",
     "AuthStateRow",
     "Base",
+    "ChainAttempt",
+    "ChainStateRow",
     "EventRow",
     "HeartbeatRow",
     "Lease",
     "MaintenanceWindow",
     "Operator",
+    "OperatorFactor",
     "ShimRow",
     "SiemOutboxRow",
     "WebSession",
@@ -90,6 +94,47 @@ class AuthStateRow(Base):
     failures_since: Mapped[float] = mapped_column(Double)
     locked_until: Mapped[float] = mapped_column(Double)
     attempts: Mapped[int] = mapped_column(BigInteger)
+
+
+class OperatorFactor(Base):
+    """A further TOTP factor of an operator's MFA chain (`factors`). A new
+    secret waits in `pending_secret` until a code confirms it; the confirmed
+    one keeps working meanwhile."""
+
+    __tablename__ = "operator_factors"
+
+    operator_id: Mapped[str] = mapped_column(
+        ForeignKey("operators.operator_id", ondelete="CASCADE"), primary_key=True
+    )
+    factor_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(64))
+    totp_secret: Mapped[str | None] = mapped_column(String(128))  # the confirmed one
+    pending_secret: Mapped[str | None] = mapped_column(String(128))  # enrolled, unconfirmed
+    created_at: Mapped[float] = mapped_column(Double)
+    confirmed_at: Mapped[float | None] = mapped_column(Double)
+
+
+class ChainStateRow(Base):
+    """`core.chain_state.ChainState` of one subject, as its JSON text."""
+
+    __tablename__ = "chain_states"
+
+    subject: Mapped[str] = mapped_column(String(96), primary_key=True)
+    state: Mapped[str] = mapped_column(Text)
+
+
+class ChainAttempt(Base):
+    """A login or step-up waiting for its further factors; the token the
+    client holds is stored as its SHA-256."""
+
+    __tablename__ = "chain_attempts"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operator_id: Mapped[str] = mapped_column(
+        ForeignKey("operators.operator_id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[float] = mapped_column(Double)
 
 
 class WebSession(Base):

@@ -10,8 +10,9 @@ Rules:
   hash, and the gate is asked in every case. A wrong password is a failed
   attempt for the lockout (the code is not tried: a stolen code must not
   reset the count). The precise reason goes to the audit trail only.
-- `LoginVerifier` is the seam for issue 15: an MFA chain can replace the
-  TOTP step without the web layer changing.
+- `LoginVerifier` decides password and first code; a role that needs
+  further factors then gets an MFA chain attempt (`chains.begin`): the
+  login completes, and is audited as one, only when the chain does.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from shimmfa.central.access import check_role
+from shimmfa.central.chains import LOGIN, Pending, begin
 from shimmfa.central.context import Central
 from shimmfa.central.credentials import check_dummy, check_password, hash_password
 from shimmfa.central.models import AuthStateRow, Operator
-from shimmfa.central.problems import Conflict, Invalid, InvalidCredentials
+from shimmfa.central.problems import (
+    Conflict,
+    Invalid,
+    InvalidCredentials,
+    LockedOut,
+    MissingEnrollment,
+)
 from shimmfa.central.records import record
 from shimmfa.core.totp import (
     AuthState,
@@ -147,24 +155,32 @@ class TotpLogin:
 
 def login(
     central: Central, verifier: LoginVerifier, operator_id: str, password: str, code: str
-) -> Operator:
-    """The operator, or InvalidCredentials; audited either way."""
+) -> tuple[Operator, Pending | None]:
+    """The operator, and the chain attempt still to pass if their role needs
+    further factors (`chains`); or InvalidCredentials. Audited either way."""
     valid_id = isinstance(operator_id, str) and 0 < len(operator_id) <= 64
     with central.sessions() as session:
         operator = session.get(Operator, operator_id) if valid_id else None
     outcome = verifier.verify(operator, operator_id if valid_id else "-", password, code)
-    now = central.clock()
-    with central.sessions.begin() as session:
-        record(
-            session,
-            "operator_login" if outcome.ok else "operator_login_failed",
-            now=now,
-            fields={"operator_id": str(operator_id)[:128], "detail": outcome.detail[:256]},
-            forward=central.forward,
-        )
+    pending = None
+    if outcome.ok and operator is not None:
+        try:
+            pending = begin(central, operator, LOGIN)
+        except (MissingEnrollment, LockedOut) as exc:
+            outcome = LoginOutcome(False, f"chain: {exc}")
+    if pending is None:
+        now = central.clock()
+        with central.sessions.begin() as session:
+            record(
+                session,
+                "operator_login" if outcome.ok else "operator_login_failed",
+                now=now,
+                fields={"operator_id": str(operator_id)[:128], "detail": outcome.detail[:256]},
+                forward=central.forward,
+            )
     if not outcome.ok or operator is None:
         raise InvalidCredentials()
-    return operator
+    return operator, pending
 
 
 def create_operator(

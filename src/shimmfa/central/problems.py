@@ -12,10 +12,13 @@ from __future__ import annotations
 from shimmfa.errors import CentralError
 
 __all__ = [
+    "ChainBreach",
     "Conflict",
     "Forbidden",
     "Invalid",
     "InvalidCredentials",
+    "LockedOut",
+    "MissingEnrollment",
     "NotFound",
     "Problem",
     "TooLarge",
@@ -77,3 +80,29 @@ class Invalid(Problem):
 
 class TooLarge(Problem):
     code = "too_large"
+
+
+class MissingEnrollment(Problem):
+    """An MFA chain needs factors the operator has not enrolled (seed: 400)."""
+
+    code = "missing_enrollment"
+
+    def __init__(self, factors: list[str]) -> None:
+        super().__init__(f"Missing enrollment for required factors: {', '.join(factors)}")
+        self.factors = factors
+
+
+class ChainBreach(Conflict):
+    """A chain step out of order, or after the attempt completed."""
+
+    code = "chain_breached"
+
+
+class LockedOut(Problem):
+    """Too many failed steps: nothing is checked until the lockout ends."""
+
+    code = "locked_out"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed attempts: locked out for now")
+        self.retry_after = max(1, int(retry_after + 0.999))

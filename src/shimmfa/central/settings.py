@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shimmfa.errors import ConfigError
 
-__all__ = ["DEFAULT_DATABASE_URL", "CentralSettings", "SiemSinkSettings", "load_settings"]
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "FACTOR_ID",
+    "CentralSettings",
+    "SiemSinkSettings",
+    "load_settings",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///./shimmfa-central.db"
 SIEM_TRANSPORTS = ("noop", "file", "https", "syslog")
+FACTOR_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 
 
 class CentralSettings(BaseSettings):
@@ -74,6 +82,20 @@ class CentralSettings(BaseSettings):
     totp_window: int = Field(default=1, ge=0, le=3, description="TOTP steps accepted either side.")
     max_failures: int = Field(default=5, ge=1, description="Login failures that lock an operator.")
     lockout_seconds: float = Field(default=300.0, ge=0, description="How long a lockout lasts.")
+    admin_factors: str = Field(
+        default="second",
+        description="Further TOTP factors (comma-separated IDs) an admin gives after "
+        "password and code, each enrolled with /api/v1/chain; empty: none.",
+    )
+    operator_factors: str = Field(
+        default="", description="Further TOTP factors the other roles give; empty: none."
+    )
+    chain_mode: str = Field(
+        default="fixed", description="Order of the further factors: fixed, or random per attempt."
+    )
+    chain_attempt_ttl: float = Field(
+        default=300.0, gt=0, le=3600, description="Seconds a login's or step-up's chain lasts."
+    )
     siem_transport: str = Field(
         default="noop", description="Where alarms are forwarded: noop, file, https or syslog."
     )
@@ -96,6 +118,32 @@ class CentralSettings(BaseSettings):
         if value not in SIEM_TRANSPORTS:
             raise ValueError(f"choose one of {', '.join(SIEM_TRANSPORTS)}")
         return value
+
+    @field_validator("admin_factors", "operator_factors")
+    @classmethod
+    def _factor_ids(cls, value: str) -> str:
+        ids = [item.strip() for item in value.split(",") if item.strip()]
+        for factor_id in ids:
+            if not FACTOR_ID.fullmatch(factor_id):
+                raise ValueError(
+                    f"{factor_id!r}: a factor ID is 1-32 of a-z, 0-9, '-' and '_', "
+                    "starting with a letter or digit"
+                )
+        if len(set(ids)) != len(ids):
+            raise ValueError("factor ids must be unique")
+        return ",".join(ids)
+
+    @field_validator("chain_mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        if value not in ("fixed", "random"):
+            raise ValueError("choose fixed or random")
+        return value
+
+    def factors_for(self, role: str) -> tuple[str, ...]:
+        """The further factor IDs an operator of `role` gives at login."""
+        listed = self.admin_factors if role == "admin" else self.operator_factors
+        return tuple(item for item in listed.split(",") if item)
 
     @field_validator("siem_format")
     @classmethod

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shimmfa.cli import central_admin
+from shimmfa.cli import central_admin, central_factors
 from shimmfa.cli.base import command_group, console, err
 from shimmfa.errors import CentralError, ConfigError
 
@@ -26,6 +26,7 @@ app = command_group(
 )
 app.add_typer(central_admin.token_app, name="token")
 app.add_typer(central_admin.shim_app, name="shim")
+app.add_typer(central_factors.factor_app, name="factor")
 
 DEFAULT_URL = "sqlite:///./shimmfa-central.db"
 DatabaseUrl = Annotated[
@@ -102,10 +103,19 @@ def init(
         str | None,
         typer.Option(help="The confirmation code from the authenticator (else it is asked)."),
     ] = None,
+    factor_code: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A confirmation code for each further factor admins need, in their order "
+            "(else each is asked). Their secrets go to --totp-secret-file's name plus "
+            "'.<factor>'."
+        ),
+    ] = None,
 ) -> None:
     """Create or upgrade the database schema and, with `--admin`, the first
     admin: shows the admin's otpauth URI and QR code and asks for one code
-    to confirm the authenticator works."""
+    to confirm the authenticator works; then the same for each further
+    factor admins need (`SHIMMFA_CENTRAL_ADMIN_FACTORS`, default `second`)."""
     from shimmfa.central import schema
     from shimmfa.central.db import safe_url
 
@@ -114,7 +124,7 @@ def init(
         schema.upgrade(central.engine)
         typer.echo(f"{safe_url(database_url)}: schema at {schema.head_revision()}")
         if admin is not None:
-            _init_admin(central, admin, password_file, totp_secret_file, code)
+            _init_admin(central, admin, password_file, totp_secret_file, code, factor_code or [])
     finally:
         central.close()
 
@@ -125,6 +135,7 @@ def _init_admin(
     password_file: Path | None,
     secret_file: Path | None,
     code: str | None,
+    factor_codes: list[str],
 ) -> None:
     from sqlalchemy import delete
 
@@ -172,6 +183,22 @@ def _init_admin(
             f"that code does not match ({outcome.result}); {admin!r} was not created: "
             "check the authenticator's clock and run init again"
         )
+    try:
+        for index, factor_id in enumerate(central.settings.factors_for("admin")):
+            central_factors.enrol_and_confirm(
+                central,
+                admin,
+                factor_id,
+                secret_file=secret_file.with_name(f"{secret_file.name}.{factor_id}")
+                if secret_file is not None
+                else None,
+                code=factor_codes[index] if index < len(factor_codes) else None,
+            )
+    except CentralError as exc:
+        with central.sessions.begin() as session:
+            session.execute(delete(Operator).where(Operator.operator_id == admin))
+            session.execute(delete(AuthStateRow).where(AuthStateRow.key == admin))
+        raise CentralError(f"{exc}; {admin!r} was not created: run init again") from None
     typer.echo(f"admin {operator.operator_id!r} created and confirmed")
 
 

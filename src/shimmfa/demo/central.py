@@ -52,6 +52,7 @@ class DemoCentral:
     port: int = field(default_factory=_free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     admin_secret: str = field(default_factory=generate_totp_secret)
+    admin_second: str = field(default_factory=generate_totp_secret)  # the admin's 2nd factor
     token: str = ""
     process: subprocess.Popen[bytes] | None = None
 
@@ -71,8 +72,11 @@ class DemoCentral:
     def log(self) -> Path:
         return self.workdir / "central.log"
 
-    def admin_code(self) -> str:
-        return totp_code(decode_secret(self.admin_secret), int(time.time() // 30), 6, "SHA1")
+    def admin_code(self, secret: str | None = None, *, ahead: int = 0) -> str:
+        """The current code of the admin's first factor (or of `secret`);
+        `ahead` steps later (within the window) for a code not used yet."""
+        key = decode_secret(secret or self.admin_secret)
+        return totp_code(key, int(time.time() // 30) + ahead, 6, "SHA1")
 
     def _central(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
@@ -101,9 +105,11 @@ class DemoCentral:
         _, cert, key = make_tls(self.workdir / "tls")
         password = _private(self.workdir / "admin.password", self.password)
         secret = _private(self.workdir / "admin.totp", self.admin_secret)
+        _private(self.workdir / "admin.totp.second", self.admin_second)
         self._central(
             "init", "--admin", ADMIN, "--password-file", str(password),
             "--totp-secret-file", str(secret), "--code", self.admin_code(),
+            "--factor-code", self.admin_code(self.admin_second),
         )  # fmt: skip
         self.token = self._central("token", "create", "--name", "demo", "--role", "admin").strip()
         _private(self.workdir / "admin.token", self.token)
@@ -168,6 +174,28 @@ class DemoCentral:
         if answer.status_code != 200:
             raise DemoError(f"central GET {path}: HTTP {answer.status_code} {answer.text[:200]}")
         return answer.json()
+
+    def login_admin(self) -> str:
+        """Log the admin in through the API as a browser would (password and
+        code, then the second factor); the role of the session."""
+        with httpx.Client(
+            base_url=self.url,
+            verify=ssl.create_default_context(cafile=str(self.ca_file)),
+            timeout=10.0,
+        ) as client:
+            # `init` used this time step's codes: the next step's are fresh (window 1)
+            code = self.admin_code(ahead=1)
+            body = {"operator_id": ADMIN, "password": self.password, "code": code}
+            first = client.post("/api/v1/login", json=body)
+            if first.status_code != 202:
+                raise DemoError(f"admin login: HTTP {first.status_code}, not 202 (second factor)")
+            token = first.json()["login_token"]
+            code = self.admin_code(self.admin_second, ahead=1)
+            done = client.post("/api/v1/login/factor", json={"login_token": token, "code": code})
+            if done.status_code != 200:
+                raise DemoError(f"admin's second factor: HTTP {done.status_code} {done.text[:200]}")
+            me = client.get("/api/v1/me").json()
+        return str(me["role"])
 
     def wait_status(self, shim_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -90,6 +90,13 @@ def run_checks(demo: Demo) -> list[str]:
         if b"end of log" in path.read_bytes():
             raise DemoError("the recording holds plaintext")
 
+    @step("the central admin logs in with password, code and a second factor")
+    def _() -> None:
+        if demo.central is None:
+            raise DemoError("the demo has no central service")
+        if demo.central.login_admin() != "admin":
+            raise DemoError("the admin's session has another role")
+
     @step("central verified the demo shim's signed heartbeats and shows it ok")
     def _() -> None:
         central = demo.central

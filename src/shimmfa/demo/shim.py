@@ -235,7 +235,8 @@ def attach(demo: Demo) -> None:
             f"\r\nThe central service is at {central.url} (API docs at {central.url}/docs;"
             f" its CA: {central.ca_file}).\r\n"
             f"Operator login: {ADMIN}, password {central.password}, TOTP secret in "
-            f"{central.workdir / 'admin.totp'} (current code {central.admin_code()}); "
+            f"{central.workdir / 'admin.totp'} (current code {central.admin_code()}), then "
+            f"the second factor's in {central.workdir / 'admin.totp.second'}; "
             f"an admin API token is in {central.workdir / 'admin.token'}.\r\n"
             f"The fleet: shimmfa central status --database-url {central.database_url}\r\n",
             flush=True,

@@ -18,6 +18,8 @@ from shimmfa.central.problems import (
     Forbidden,
     Invalid,
     InvalidCredentials,
+    LockedOut,
+    MissingEnrollment,
     NotFound,
     Problem,
     TooLarge,
@@ -36,6 +38,8 @@ STATUS: dict[type[Problem], int] = {
     Conflict: 409,
     Invalid: 422,
     TooLarge: 413,
+    MissingEnrollment: 400,
+    LockedOut: 429,
 }
 HTTP_CODES = {
     400: "bad_request",
@@ -46,6 +50,7 @@ HTTP_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation_error",
+    429: "too_many_requests",
 }
 
 
@@ -66,6 +71,8 @@ async def _problem(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Problem)  # noqa: S101 - registered for Problem only
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, LockedOut):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(status, exc.code, exc.message, headers)
 
 

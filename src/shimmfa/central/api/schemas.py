@@ -21,7 +21,9 @@ __all__ = [
     "HeartbeatAccepted",
     "HeartbeatList",
     "HeartbeatOut",
+    "LoginFactorIn",
     "LoginIn",
+    "LoginNext",
     "LoginOut",
     "MaintenanceIn",
     "MaintenanceOut",
@@ -54,6 +56,21 @@ class LoginIn(BaseModel):
     operator_id: str = Field(max_length=64)
     password: str = Field(max_length=1024)
     code: str = Field(max_length=64)
+
+
+class LoginFactorIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    login_token: str = Field(max_length=128)
+    code: str = Field(max_length=64)
+
+
+class LoginNext(BaseModel):
+    """More factors to go: send the next code with `login_token`."""
+
+    next_factor_label: str
+    login_token: str
+    steps: int | None = Field(default=None, description="Further factors in all (first reply).")
+    expires_at: str | None = None
 
 
 class LoginOut(BaseModel):
