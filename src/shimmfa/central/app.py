@@ -20,7 +20,16 @@ from fastapi import FastAPI
 
 from shimmfa import __version__
 from shimmfa.central import schema
-from shimmfa.central.api import errors, events, ingest, login, shims
+from shimmfa.central.api import (
+    errors,
+    events,
+    ingest,
+    login,
+    recordings,
+    shim_sync,
+    shims,
+    technicians,
+)
 from shimmfa.central.context import Central
 from shimmfa.central.ingest_async import AsyncMover
 from shimmfa.central.monitor import MonitorThread
@@ -72,7 +81,15 @@ def create_app(
     app.state.mover = None  # the PostgreSQL fast path, made in the worker's loop
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
-    for router in (login.router, shims.router, ingest.router, events.router):
+    for router in (
+        login.router,
+        shims.router,
+        ingest.router,
+        events.router,
+        technicians.router,
+        shim_sync.router,
+        recordings.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

@@ -20,6 +20,7 @@ __all__ = [
     "Problem",
     "TooLarge",
     "Unauthenticated",
+    "Unavailable",
 ]
 
 
@@ -77,3 +78,9 @@ class Invalid(Problem):
 
 class TooLarge(Problem):
     code = "too_large"
+
+
+class Unavailable(Problem):
+    """The service cannot do this now (e.g. its keys are missing)."""
+
+    code = "unavailable"

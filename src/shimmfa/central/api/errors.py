@@ -22,6 +22,7 @@ from shimmfa.central.problems import (
     Problem,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 
 __all__ = ["STATUS", "error_response", "install"]
@@ -36,6 +37,7 @@ STATUS: dict[type[Problem], int] = {
     Conflict: 409,
     Invalid: 422,
     TooLarge: 413,
+    Unavailable: 503,
 }
 HTTP_CODES = {
     400: "bad_request",
