@@ -39,6 +39,7 @@ from shimmfa.central.tables import (
     TechnicianRow,
     TechnicianShim,
 )
+from shimmfa.core.events import FieldValue
 from shimmfa.core.totp import TechnicianRecord, TotpGate, generate_totp_secret, provisioning_uri
 from shimmfa.errors import KeyFileError
 
@@ -176,7 +177,7 @@ def confirm(central: Central, technician_id: str, code: str, *, actor: str) -> T
         fresh = session.get(TechnicianRow, technician_id, with_for_update=True)
         if fresh is None:
             raise NotFound(f"no technician {technician_id!r} is enrolled")
-        fields = {"by": actor, "technician_id": technician_id}
+        fields: dict[str, FieldValue] = {"by": actor, "technician_id": technician_id}
         if not outcome.authenticated:
             record(
                 session,

@@ -97,7 +97,7 @@ def shim_add(
     age_recipient: Annotated[
         str | None,
         typer.Option(
-            help="age1..., the shim's \"age recipient\" (`shimmfa keys show`): technician "
+            help='age1..., the shim\'s "age recipient" (`shimmfa keys show`): technician '
             "bundles are encrypted to it."
         ),
     ] = None,

@@ -77,12 +77,19 @@ async def put_recipient(
     return Response(status_code=204)
 
 
-@router.get("/recordings/{session_id}/upload", response_model=UploadOut, responses=ERRORS)
+@router.get(
+    "/recordings/{session_id}/upload",
+    response_model=UploadOut,
+    response_model_exclude_none=True,
+    responses=ERRORS,
+)
 async def get_upload(shim_id: ShimId, session_id: SessionId, request: Request) -> UploadOut:
     """How much of a recording central holds: where to resume."""
     central, identity = await _shim(request)
     state = await run_in_threadpool(recordings.upload_state, central, identity, shim_id, session_id)
-    return UploadOut(**state.answer())
+    return UploadOut(
+        received=state.received, complete=state.complete, status=state.status, sha256=state.sha256
+    )
 
 
 @router.put(
