@@ -8,7 +8,8 @@ Rules:
 - Its lifespan runs the fleet monitor thread (which forwards to the SIEM
   while it holds the lease) and stops it, releasing the lease, at shutdown;
   on PostgreSQL it opens the heartbeat's fast path (`ingest_async`).
-- The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`.
+- The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`;
+  the web UI under `/ui` (`central/ui/`), its files under `/static`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shimmfa import __version__
-from shimmfa.central import schema
+from shimmfa.central import schema, ui
 from shimmfa.central.api import (
     errors,
     events,
@@ -81,6 +82,7 @@ def create_app(
     app.state.mover = None  # the PostgreSQL fast path, made in the worker's loop
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
+    ui.install(app)
     for router in (
         login.router,
         shims.router,

@@ -2,8 +2,8 @@
 decrypt with central's recording identity.
 
 Rules:
-- Only the `auditor` and `infosec` roles play back or export (`PLAYERS`;
-  the API's `require` checks it before anything is read).
+- Only the `auditor` and `infosec` roles play back or export
+  (`api.deps.PLAYERS`; `require` checks it before anything is read).
 - Decryption happens in memory only (`core.recording_export.decrypt`);
   nothing decrypted is written to disk or logged.
 - Before decrypting, the stored file must still have the SHA-256 it had
@@ -36,7 +36,6 @@ from shimmfa.errors import RecordingError, WrongIdentityError
 
 __all__ = [
     "EXPORT_FORMATS",
-    "PLAYERS",
     "Export",
     "asciicast",
     "export",
@@ -44,7 +43,6 @@ __all__ = [
     "list_recordings",
 ]
 
-PLAYERS = ("auditor", "infosec")
 EXPORT_FORMATS = ("jsonl", "raw", "shrec")
 
 

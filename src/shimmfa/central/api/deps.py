@@ -31,8 +31,14 @@ from shimmfa.central.problems import Forbidden, Unauthenticated
 
 __all__ = [
     "COOKIE",
+    "ENROLERS",
+    "MAINTAINERS",
+    "PLAYERS",
+    "READERS",
+    "Admin",
     "CentralDep",
     "Enroler",
+    "Maintainer",
     "Player",
     "Reader",
     "bearer",
@@ -44,6 +50,9 @@ __all__ = [
 COOKIE = "shimmfa_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READERS = ("admin", "clinical_engineering", "infosec", "auditor")
+MAINTAINERS = ("admin", "clinical_engineering")
+ENROLERS = MAINTAINERS  # issue 17: technicians, groups and assignments
+PLAYERS = ("auditor", "infosec")  # issue 17: recording playback and export
 
 
 def get_central(request: Request) -> Central:
@@ -103,8 +112,8 @@ def require(*roles: str) -> Callable[..., object]:
 
 Reader = Annotated[Principal, Depends(require(*READERS))]
 Admin = Annotated[Principal, Depends(require("admin"))]
-Maintainer = Annotated[Principal, Depends(require("admin", "clinical_engineering"))]
+Maintainer = Annotated[Principal, Depends(require(*MAINTAINERS))]
 # issue 17: who enrols, assigns and revokes technicians and manages groups
 # (as who schedules maintenance), and who plays recordings back
-Enroler = Maintainer
-Player = Annotated[Principal, Depends(require("auditor", "infosec"))]
+Enroler = Annotated[Principal, Depends(require(*ENROLERS))]
+Player = Annotated[Principal, Depends(require(*PLAYERS))]
