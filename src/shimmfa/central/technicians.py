@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import segno
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import aliased
 
 from shimmfa.central.context import Central
 from shimmfa.central.models import ShimRow
@@ -79,6 +80,7 @@ class TechnicianView:
     shims: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
     last_logins: tuple[TechnicianLogin, ...] = ()
+    shim_count: int = 0  # direct assignments, all of them (`shims` may be cut)
 
 
 def check_technician_id(value: object) -> str:
@@ -228,21 +230,38 @@ def revoke(central: Central, technician_id: str, *, actor: str) -> TechnicianRow
     return row
 
 
-def _views(central: Central, rows: Sequence[TechnicianRow]) -> list[TechnicianView]:
+def _views(
+    central: Central, rows: Sequence[TechnicianRow], *, shims_each: int | None = None
+) -> list[TechnicianView]:
+    """Views of `rows`; with `shims_each`, at most that many shim IDs and the
+    last login only per technician (the list page: bounded work)."""
     ids = [row.technician_id for row in rows]
     if not ids:
         return []
     shims: dict[str, list[str]] = {}
     groups: dict[str, list[str]] = {}
     logins: dict[str, list[TechnicianLogin]] = {}
+    counts: dict[str, int] = {}
     with central.sessions() as session:
-        for tid, shim_id in session.execute(
-            select(TechnicianShim.technician_id, ShimRow.shim_id)
+        assigned = (
+            select(
+                TechnicianShim.technician_id,
+                ShimRow.shim_id,
+                func.row_number()
+                .over(partition_by=TechnicianShim.technician_id, order_by=ShimRow.shim_id)
+                .label("n"),
+                func.count().over(partition_by=TechnicianShim.technician_id).label("total"),
+            )
             .join(ShimRow, ShimRow.pk == TechnicianShim.shim_pk)
             .where(TechnicianShim.technician_id.in_(ids))
-            .order_by(ShimRow.shim_id)
-        ):
+            .subquery()
+        )
+        query = select(assigned.c.technician_id, assigned.c.shim_id, assigned.c.total)
+        if shims_each is not None:
+            query = query.where(assigned.c.n <= shims_each)
+        for tid, shim_id, total in session.execute(query.order_by(assigned.c.n)):
             shims.setdefault(tid, []).append(shim_id)
+            counts[tid] = int(total)
         for tid, group in session.execute(
             select(TechnicianGroup.technician_id, ShimGroup.name)
             .join(ShimGroup, ShimGroup.id == TechnicianGroup.group_id)
@@ -250,10 +269,22 @@ def _views(central: Central, rows: Sequence[TechnicianRow]) -> list[TechnicianVi
             .order_by(ShimGroup.name)
         ):
             groups.setdefault(tid, []).append(group)
-        for login in session.scalars(
-            select(TechnicianLogin)
+        latest = (
+            select(
+                TechnicianLogin,
+                func.row_number()
+                .over(
+                    partition_by=TechnicianLogin.technician_id, order_by=TechnicianLogin.at.desc()
+                )
+                .label("n"),
+            )
             .where(TechnicianLogin.technician_id.in_(ids))
-            .order_by(TechnicianLogin.at.desc())
+            .subquery()
+        )
+        recent = aliased(TechnicianLogin, latest)
+        keep = 1 if shims_each is not None else 10
+        for login in session.scalars(
+            select(recent).where(latest.c.n <= keep).order_by(latest.c.at.desc())
         ):
             logins.setdefault(login.technician_id, []).append(login)
     return [
@@ -261,7 +292,8 @@ def _views(central: Central, rows: Sequence[TechnicianRow]) -> list[TechnicianVi
             row,
             tuple(shims.get(row.technician_id, ())),
             tuple(groups.get(row.technician_id, ())),
-            tuple(logins.get(row.technician_id, ())[:10]),
+            tuple(logins.get(row.technician_id, ())),
+            counts.get(row.technician_id, 0),
         )
         for row in rows
     ]
@@ -278,6 +310,7 @@ def list_technicians(
     search: str | None = None,
     after: str | None = None,
     limit: int = 100,
+    shims_each: int | None = None,
 ) -> list[TechnicianView]:
     """Technicians by ID, keyset-paginated; `search` matches ID, name or company."""
     query = select(TechnicianRow).order_by(TechnicianRow.technician_id).limit(limit)
@@ -294,4 +327,4 @@ def list_technicians(
         query = query.where(TechnicianRow.technician_id > after)
     with central.sessions() as session:
         rows = session.scalars(query).all()
-    return _views(central, rows)
+    return _views(central, rows, shims_each=shims_each)

@@ -30,6 +30,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 TechnicianId = Annotated[str, Path(max_length=64)]
+PAGE = 50
 # which form field a refusal is about, by its code
 FIELD_OF = {
     "exists": "technician_id",
@@ -51,15 +52,19 @@ async def _list(
     central = request.app.state.central
     state = request.query_params.get("state") or None
     search = (request.query_params.get("q") or "")[:128] or None
+    after = (request.query_params.get("cursor") or "")[:64] or None
     views = await run_in_threadpool(
         lambda: technicians.list_technicians(
             central, state=state if state in ("pending", "active", "revoked") else None,
-            search=search, limit=200,
+            search=search, after=after, limit=PAGE + 1, shims_each=5,
         )
     )  # fmt: skip
     group_list = await run_in_threadpool(groups.list_groups, central)
+    more = len(views) > PAGE
+    views = views[:PAGE]
     context = {"technicians": views, "groups": group_list, "state": state or "",
-               "search": search or "", "errors": {}, "values": {}} | extra  # fmt: skip
+               "search": search or "", "errors": {}, "values": {}, "cursor": after or "",
+               "next_cursor": views[-1].row.technician_id if more else ""} | extra  # fmt: skip
     return page(request, "technicians.html", principal, status, nav="technicians", **context)
 
 
