@@ -74,6 +74,14 @@ class DemoCentral:
     def admin_code(self) -> str:
         return totp_code(decode_secret(self.admin_secret), int(time.time() // 30), 6, "SHA1")
 
+    def _env(self) -> dict[str, str]:
+        """Central's keys and recordings in the demo's directory."""
+        return {
+            **os.environ,
+            "SHIMMFA_CENTRAL_KEYS_DIR": str(self.workdir / "central-keys"),
+            "SHIMMFA_CENTRAL_RECORDINGS_DIR": str(self.workdir / "central-recordings"),
+        }
+
     def _central(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [
@@ -90,6 +98,7 @@ class DemoCentral:
             timeout=120,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=self._env(),
         )
         if done.returncode != 0:
             raise DemoError(f"shimmfa central {args[0]}: {done.stderr.strip()}")
@@ -127,6 +136,7 @@ class DemoCentral:
                     "warning",
                 ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
+                env=self._env(),
                 stdout=out,
                 stderr=out,
             )
