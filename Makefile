@@ -12,9 +12,11 @@ STAMP := $(VENV)/.installed
 # SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
 # full on a loop file), openssl (signature vector); gcc, libc6-dev and
 # python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install;
-# postgresql (the central service's tests and benchmark start their own server).
+# postgresql (the central service's tests and benchmark start their own server);
+# chromium (the central web UI's browser tests, driven by the playwright pip
+# package through executable_path: no browser is downloaded).
 DEBIAN_PACKAGES := socat picocom age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl \
-	gcc libc6-dev python3-dev postgresql
+	gcc libc6-dev python3-dev postgresql chromium
 
 .PHONY: demo test bench lint readme system venv clean
 
@@ -30,6 +32,7 @@ bench: system venv
 	$(BIN)/python benchmarks/gate_fuzz.py
 	$(BIN)/python benchmarks/tamper_bench.py
 	PYTHONPATH=tests $(BIN)/python benchmarks/central_ingest.py
+	PYTHONPATH=tests $(BIN)/python benchmarks/central_ui.py
 
 lint: venv
 	gcc -fsyntax-only -std=gnu11 -Wall -Wextra -Werror \

@@ -78,3 +78,10 @@ def test_central_ingest_measures_heartbeats_the_floor_and_missing_detection(
     assert heartbeats["requests"] > 0 and heartbeats["errors"] == 0
     assert floor["requests"] > 0
     assert report["missing_after_s"] is not None
+
+
+def test_central_ui_times_every_page_on_postgresql(tmp_path: Path) -> None:
+    report = run_bench(tmp_path, "central_ui.py", "--quick")
+    pages = report["pages"]
+    assert isinstance(pages, list) and len(pages) >= 15
+    assert all(page["status"] == 200 for page in pages), pages

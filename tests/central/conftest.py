@@ -19,6 +19,7 @@ from shimmfa.central import access, schema
 from shimmfa.central.app import create_app
 from shimmfa.central.context import Central
 from shimmfa.central.db import open_engine
+from shimmfa.central.keys import init_keys
 from shimmfa.central.settings import CentralSettings
 
 TEMPLATE = "central_template"
@@ -91,9 +92,24 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Central's keys (`central keys init`), made once for the session."""
+    directory = tmp_path_factory.mktemp("central") / "keys"
+    init_keys(directory)
+    return directory
+
+
 @pytest.fixture
-def central(database_url: str, clock: ManualClock) -> Iterator[Central]:
-    settings = CentralSettings(database_url=database_url, pool_size=5)
+def central(
+    database_url: str, clock: ManualClock, keys_dir: Path, tmp_path: Path
+) -> Iterator[Central]:
+    settings = CentralSettings(
+        database_url=database_url,
+        pool_size=5,
+        keys_dir=keys_dir,
+        recordings_dir=tmp_path / "recordings",
+    )
     made = Central(settings, clock=clock)
     try:
         yield made

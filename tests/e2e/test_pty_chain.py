@@ -92,8 +92,7 @@ def test_a_two_factor_login_from_picocom(make_shim, tmp_path):
     rig = two_factor_shim(make_shim)
     laptop, laptop_slave = os.openpty()  # picocom's serial port
     tty.setraw(laptop_slave, termios.TCSANOW)
-    port = os.ttyname(laptop_slave)
-    os.close(laptop_slave)
+    port = os.ttyname(laptop_slave)  # held open until picocom has it: else socat reads EIO
     screen, screen_slave = os.openpty()  # the terminal picocom runs in
     os.set_blocking(screen, False)
     cable = subprocess.Popen(  # noqa: S603 - Debian's socat
@@ -122,6 +121,10 @@ def test_a_two_factor_login_from_picocom(make_shim, tmp_path):
 
     try:
         read_screen(b"Terminal ready")
+        os.close(laptop_slave)
+        laptop_slave = -1
+        # picocom flushes what was typed before it set its terminal raw: wait for that
+        wait_for(lambda: not termios.tcgetattr(screen)[3] & termios.ICANON, "picocom's raw mode")
         os.write(screen, f"{ALICE} {rig.code(ALICE)}\r".encode())
         read_screen(b"Next factor: Backup token\r\n> ")
         assert rig.dev.received == b""
@@ -136,8 +139,9 @@ def test_a_two_factor_login_from_picocom(make_shim, tmp_path):
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
-        os.close(screen)
-        os.close(laptop)
+        for fd in (screen, laptop, laptop_slave):
+            if fd >= 0:
+                os.close(fd)
 
 
 def _pull(fd: int, into: bytearray) -> bool:

@@ -8,7 +8,8 @@ Rules:
 - Its lifespan runs the fleet monitor thread (which forwards to the SIEM
   while it holds the lease) and stops it, releasing the lease, at shutdown;
   on PostgreSQL it opens the heartbeat's fast path (`ingest_async`).
-- The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`.
+- The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`;
+  the web UI under `/ui` (`central/ui/`), its files under `/static`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shimmfa import __version__
-from shimmfa.central import schema
-from shimmfa.central.api import chain, errors, events, ingest, login, shims
+from shimmfa.central import schema, ui
+from shimmfa.central.api import (
+    chain,
+    errors,
+    events,
+    ingest,
+    login,
+    recordings,
+    shim_sync,
+    shims,
+    technicians,
+)
 from shimmfa.central.context import Central
 from shimmfa.central.ingest_async import AsyncMover
 from shimmfa.central.monitor import MonitorThread
@@ -72,7 +83,17 @@ def create_app(
     app.state.mover = None  # the PostgreSQL fast path, made in the worker's loop
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
-    for router in (login.router, chain.router, shims.router, ingest.router, events.router):
+    ui.install(app)
+    for router in (
+        login.router,
+        chain.router,
+        shims.router,
+        ingest.router,
+        events.router,
+        technicians.router,
+        shim_sync.router,
+        recordings.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app
 

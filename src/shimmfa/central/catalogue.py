@@ -9,7 +9,9 @@ Rules:
   with the gap), `rebooted` (its boot count jumped without a `shim_stopping`:
   an unexpected absence), `state_reset` (its boot count went backwards: its
   state DB was replaced), `tampered` (a heartbeat or event reports tamper).
-- Audit: every change an operator or token makes, and each login.
+- Audit: every change an operator or token makes, and each login; the
+  technicians' enrolment, assignments and revocation; each recording
+  stored or refused, and each playback and export.
 """
 
 from __future__ import annotations
@@ -38,6 +40,22 @@ AUDIT = frozenset(
         "maintenance_scheduled",
         "maintenance_cancelled",
         "reset_accepted",
+        # issue 17: technicians, groups, recordings
+        "shim_updated",
+        "technician_enrolled",
+        "technician_confirmed",
+        "technician_confirm_failed",
+        "technician_revoked",
+        "technician_assigned",
+        "technician_unassigned",
+        "group_created",
+        "group_removed",
+        "group_member_added",
+        "group_member_removed",
+        "recording_stored",
+        "recording_rejected",
+        "recording_played",
+        "recording_exported",
     }
 )
 CENTRAL_KINDS: Mapping[str, EventKind] = MappingProxyType(

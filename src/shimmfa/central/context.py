@@ -19,7 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shimmfa.central.db import SessionFactory, dialect, open_engine, session_factory
+from shimmfa.central.keys import CentralKeys, load_keys
+from shimmfa.central.problems import Unavailable
 from shimmfa.central.settings import CentralSettings
+from shimmfa.errors import ConfigError, KeyFileError
 
 __all__ = ["Central", "IdentityCache", "ShimIdentity"]
 
@@ -71,6 +74,18 @@ class Central:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self.clock = clock
         self.identities = IdentityCache()
+        self._keys: CentralKeys | None = None
+
+    @property
+    def keys(self) -> CentralKeys:
+        """Central's keys (`keys.load_keys`), loaded at first use; 503
+        `keys_unavailable` to the caller while they are missing or unsafe."""
+        if self._keys is None:
+            try:
+                self._keys = load_keys(self.settings.keys_dir)
+            except (ConfigError, KeyFileError) as exc:
+                raise Unavailable(str(exc), "keys_unavailable") from None
+        return self._keys
 
     @property
     def dialect(self) -> str:

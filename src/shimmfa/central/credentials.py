@@ -12,7 +12,8 @@ Rules:
   raises for any input; `check_dummy` spends the same time for an unknown
   operator so the reply does not tell who exists.
 - Public keys are `ed25519:<base64 of the 32 raw bytes>`, as `shimmfa keys
-  show` prints them.
+  show` prints them; a shim's age recipient is `age1...` (X25519), as it
+  prints "age recipient".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from pyrage import x25519
 
 __all__ = [
     "API_TOKEN_PREFIX",
@@ -33,6 +35,7 @@ __all__ = [
     "check_dummy",
     "check_password",
     "hash_password",
+    "check_age_recipient",
     "new_token",
     "parse_public_key",
     "same_hash",
@@ -100,3 +103,14 @@ def parse_public_key(text: object) -> bytes:
     if len(raw) != 32:
         raise ValueError("public_key must hold 32 bytes (an Ed25519 public key)")
     return raw
+
+
+def check_age_recipient(text: object) -> str:
+    """`text` if it is an age X25519 recipient (`age1...`); ValueError otherwise."""
+    if not isinstance(text, str) or not text.startswith("age1") or len(text) > 128:
+        raise ValueError('age_recipient must be an age X25519 recipient, "age1..."')
+    try:
+        x25519.Recipient.from_str(text)
+    except Exception:  # pyrage's RecipientError
+        raise ValueError("age_recipient is not a valid age recipient") from None
+    return text

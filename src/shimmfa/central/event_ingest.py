@@ -16,6 +16,9 @@ Rules:
   `state_reset`); `shim_stopping` marks it stopped (unless a later
   heartbeat was already accepted); `tamper` and `sensor_fault` mark it
   tampered (one `tampered` alarm); `latch_reset` clears that.
+- `session_start`, `session_end` and `auth_success` events also go into
+  the session index and technicians' last logins (`sessions.note_event`),
+  in the same transaction.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from shimmfa.central.ingest import move, refusal, verify_for
 from shimmfa.central.models import EventRow, ShimRow
 from shimmfa.central.problems import Conflict, Forbidden, Invalid, Unauthenticated
 from shimmfa.central.records import record
+from shimmfa.central.sessions import INDEXED_KINDS, note_event
 from shimmfa.core.events import Event, from_json
 from shimmfa.core.heartbeat import VerifiedHeartbeat
 
@@ -106,6 +110,8 @@ def ingest_events(central: Central, identity: ShimIdentity, document: object) ->
                 stale += not _heartbeat(central, session, identity, event, heartbeat, now)
             else:
                 _act(central, session, shim, event, now)
+                if event.kind in INDEXED_KINDS:
+                    note_event(session, shim.shim_id, event.kind, event.at, event.fields)
     return BatchResult(len(parsed), len(fresh), stale)
 
 

@@ -201,6 +201,10 @@ class ShimRow(Base):
     reset_at: Mapped[float | None] = mapped_column(Double)
     reset_boot_count: Mapped[int | None] = mapped_column(BigInteger)
     reset_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # technician bundles (issue 17): the shim's age recipient, and the
+    # version of the last bundle issued to it (`bundles.py`)
+    age_recipient: Mapped[str | None] = mapped_column(String(128))
+    bundle_version: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class MaintenanceWindow(Base):

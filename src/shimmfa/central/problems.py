@@ -23,6 +23,7 @@ __all__ = [
     "Problem",
     "TooLarge",
     "Unauthenticated",
+    "Unavailable",
 ]
 
 
@@ -106,3 +107,9 @@ class LockedOut(Problem):
     def __init__(self, retry_after: float) -> None:
         super().__init__("too many failed attempts: locked out for now")
         self.retry_after = max(1, int(retry_after + 0.999))
+
+
+class Unavailable(Problem):
+    """The service cannot do this now (e.g. its keys are missing)."""
+
+    code = "unavailable"

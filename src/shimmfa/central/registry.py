@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from shimmfa.central.context import Central
 from shimmfa.central.credentials import (
     SHIM_CREDENTIAL_PREFIX,
+    check_age_recipient,
     new_token,
     parse_public_key,
     token_hash,
@@ -84,6 +85,7 @@ def register_shim(
     location: str,
     heartbeat_period: float,
     actor: str,
+    age_recipient: str | None = None,
 ) -> tuple[ShimRow, str]:
     """The new shim row and its credential (shown once)."""
     check_id(shim_id, "shim_id")
@@ -96,6 +98,11 @@ def register_shim(
         raise Invalid(f"heartbeat_period must be {MIN_PERIOD} to {MAX_PERIOD:.0f} seconds")
     if len(location) > 256:
         raise Invalid("location is at most 256 characters")
+    if age_recipient is not None:
+        try:
+            check_age_recipient(age_recipient)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
     credential = new_token(SHIM_CREDENTIAL_PREFIX)
     now = central.clock()
     row = ShimRow(
@@ -106,6 +113,8 @@ def register_shim(
         heartbeat_period=float(heartbeat_period),
         credential_hash=token_hash(credential),
         registered_at=now,
+        age_recipient=age_recipient,
+        bundle_version=0,
         alarm="",
         tamper_alarmed=False,
     )

@@ -111,6 +111,18 @@ class CentralSettings(BaseSettings):
     )
     siem_client_key: str | None = Field(default=None, description="Key of `siem_client_cert`.")
     siem_format: str = Field(default="rfc5424", description="syslog rendering: rfc5424 or cef.")
+    keys_dir: Path = Field(
+        default=Path("central-keys"),
+        description="Central's keys (0700): signing.pem, recording.agekey, secrets.key; "
+        "made by `central init` or `central keys init`.",
+    )
+    recordings_dir: Path = Field(
+        default=Path("central-recordings"),
+        description="Where uploaded recordings are kept (0700).",
+    )
+    recording_max_bytes: int = Field(
+        default=1 << 30, ge=1, description="The largest recording a shim may upload."
+    )
 
     @field_validator("siem_transport")
     @classmethod

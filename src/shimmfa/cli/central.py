@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shimmfa.cli import central_admin, central_factors
+from shimmfa.cli import central_admin, central_factors, central_keys
 from shimmfa.cli.base import command_group, console, err
+from shimmfa.cli.central_keys import DEFAULT_KEYS_DIR, KeysDir
 from shimmfa.errors import CentralError, ConfigError
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ app = command_group(
 app.add_typer(central_admin.token_app, name="token")
 app.add_typer(central_admin.shim_app, name="shim")
 app.add_typer(central_factors.factor_app, name="factor")
+app.add_typer(central_keys.keys_app, name="keys")
 
 DEFAULT_URL = "sqlite:///./shimmfa-central.db"
 DatabaseUrl = Annotated[
@@ -111,14 +113,17 @@ def init(
             "'.<factor>'."
         ),
     ] = None,
+    keys_dir: KeysDir = DEFAULT_KEYS_DIR,
 ) -> None:
-    """Create or upgrade the database schema and, with `--admin`, the first
-    admin: shows the admin's otpauth URI and QR code and asks for one code
-    to confirm the authenticator works; then the same for each further
-    factor admins need (`SHIMMFA_CENTRAL_ADMIN_FACTORS`, default `second`)."""
+    """Create or upgrade the database schema and central's keys (`central
+    keys`) and, with `--admin`, the first admin: shows the admin's otpauth
+    URI and QR code and asks for one code to confirm the authenticator
+    works; then the same for each further factor admins need
+    (`SHIMMFA_CENTRAL_ADMIN_FACTORS`, default `second`)."""
     from shimmfa.central import schema
     from shimmfa.central.db import safe_url
 
+    central_keys.init_and_report(keys_dir)
     central = open_central(database_url, check=False)
     try:
         schema.upgrade(central.engine)
@@ -215,6 +220,15 @@ def serve(
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    keys_dir: KeysDir = DEFAULT_KEYS_DIR,
+    recordings_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="SHIMMFA_CENTRAL_RECORDINGS_DIR",
+            help="Where uploaded recordings are kept (0700).",
+            show_envvar=True,
+        ),
+    ] = Path("central-recordings"),
 ) -> None:
     """Run the API (uvicorn). Refuses to start unless the schema is current
     (`shimmfa central init`). Other settings come from `SHIMMFA_CENTRAL_*`
@@ -226,10 +240,20 @@ def serve(
 
     if (tls_cert is None) != (tls_key is None):
         raise ConfigError("give both --tls-cert and --tls-key, or neither")
-    flags = {"database_url": database_url, "host": host, "port": port, "workers": workers}
+    from shimmfa.central.keys import load_keys
+
+    flags = {
+        "database_url": database_url,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "keys_dir": keys_dir.absolute(),
+        "recordings_dir": recordings_dir.absolute(),
+    }
     if tls_cert is not None:
         flags.update(tls_cert=tls_cert, tls_key=tls_key)
     settings = load_settings(**flags)
+    load_keys(settings.keys_dir)  # missing: ConfigError, exit 2; unsafe: KeyFileError
     central = open_central(settings.database_url, check=False)
     try:
         schema.require_head(central.engine)

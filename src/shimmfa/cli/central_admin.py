@@ -94,6 +94,13 @@ def shim_add(
     hardware_id: Annotated[str, typer.Option(help="The shim's hardware ID.")],
     location: Annotated[str, typer.Option(help="Where it is installed.")] = "",
     period: Annotated[float, typer.Option(help="Its heartbeat period in seconds.")] = 60.0,
+    age_recipient: Annotated[
+        str | None,
+        typer.Option(
+            help='age1..., the shim\'s "age recipient" (`shimmfa keys show`): technician '
+            "bundles are encrypted to it."
+        ),
+    ] = None,
     credential_file: Annotated[
         Path | None,
         typer.Option(help="Write the shim's credential to this file (0600) instead of printing."),
@@ -118,6 +125,7 @@ def shim_add(
             location=location,
             heartbeat_period=period,
             actor=actor(),
+            age_recipient=age_recipient,
         )
     finally:
         central.close()

@@ -78,6 +78,14 @@ class DemoCentral:
         key = decode_secret(secret or self.admin_secret)
         return totp_code(key, int(time.time() // 30) + ahead, 6, "SHA1")
 
+    def _env(self) -> dict[str, str]:
+        """Central's keys and recordings in the demo's directory."""
+        return {
+            **os.environ,
+            "SHIMMFA_CENTRAL_KEYS_DIR": str(self.workdir / "central-keys"),
+            "SHIMMFA_CENTRAL_RECORDINGS_DIR": str(self.workdir / "central-recordings"),
+        }
+
     def _central(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
             [
@@ -94,6 +102,7 @@ class DemoCentral:
             timeout=120,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=self._env(),
         )
         if done.returncode != 0:
             raise DemoError(f"shimmfa central {args[0]}: {done.stderr.strip()}")
@@ -133,6 +142,7 @@ class DemoCentral:
                     "warning",
                 ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
+                env=self._env(),
                 stdout=out,
                 stderr=out,
             )

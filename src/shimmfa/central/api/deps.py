@@ -4,7 +4,8 @@ Rules:
 - An operator or machine authenticates with `Authorization: Bearer smt_...`
   (an API token) or the session cookie a login set. A request with the
   cookie that changes anything (not GET, HEAD, OPTIONS) must carry the
-  session's `X-CSRF-Token`: 403 "csrf" otherwise.
+  session's CSRF token, as `X-CSRF-Token` or (the web UI's forms) as the
+  form field `csrf_token`: 403 "csrf" otherwise.
 - `require(*roles)` is the one role check: another role gets 403 before the
   endpoint runs, so nothing changes.
 - Shims authenticate on the ingest endpoints only, with their own
@@ -30,7 +31,15 @@ from shimmfa.central.problems import Forbidden, Unauthenticated
 
 __all__ = [
     "COOKIE",
+    "ENROLERS",
+    "MAINTAINERS",
+    "PLAYERS",
+    "READERS",
+    "Admin",
     "CentralDep",
+    "Enroler",
+    "Maintainer",
+    "Player",
     "Reader",
     "bearer",
     "get_central",
@@ -41,6 +50,9 @@ __all__ = [
 COOKIE = "shimmfa_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READERS = ("admin", "clinical_engineering", "infosec", "auditor")
+MAINTAINERS = ("admin", "clinical_engineering")
+ENROLERS = MAINTAINERS  # issue 17: technicians, groups and assignments
+PLAYERS = ("auditor", "infosec")  # issue 17: recording playback and export
 
 
 def get_central(request: Request) -> Central:
@@ -70,10 +82,23 @@ async def get_principal(request: Request, central: CentralDep) -> Principal:
         raise Unauthenticated("log in or send an API token (Authorization: Bearer smt_...)")
     principal = await run_in_threadpool(principal_for_session, central, cookie)
     if request.method not in SAFE_METHODS and not csrf_matches(
-        principal, request.headers.get("x-csrf-token")
+        principal, await csrf_given(request)
     ):
         raise Forbidden("missing or wrong X-CSRF-Token for this session", "csrf")
     return principal
+
+
+async def csrf_given(request: Request) -> str | None:
+    """The CSRF token of a request: its `X-CSRF-Token` header, or a web
+    form's `csrf_token` field (the UI's forms)."""
+    header = request.headers.get("x-csrf-token")
+    if header is not None:
+        return header
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        value = (await request.form()).get("csrf_token")
+        return value if isinstance(value, str) else None
+    return None
 
 
 def require(*roles: str) -> Callable[..., object]:
@@ -87,4 +112,8 @@ def require(*roles: str) -> Callable[..., object]:
 
 Reader = Annotated[Principal, Depends(require(*READERS))]
 Admin = Annotated[Principal, Depends(require("admin"))]
-Maintainer = Annotated[Principal, Depends(require("admin", "clinical_engineering"))]
+Maintainer = Annotated[Principal, Depends(require(*MAINTAINERS))]
+# issue 17: who enrols, assigns and revokes technicians and manages groups
+# (as who schedules maintenance), and who plays recordings back
+Enroler = Annotated[Principal, Depends(require(*ENROLERS))]
+Player = Annotated[Principal, Depends(require(*PLAYERS))]

@@ -24,9 +24,10 @@ from shimmfa.central.problems import (
     Problem,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 
-__all__ = ["STATUS", "error_response", "install"]
+__all__ = ["STATUS", "error_response", "install", "problem_response", "status_of"]
 
 log = logging.getLogger("shimmfa.central.api")
 
@@ -40,6 +41,7 @@ STATUS: dict[type[Problem], int] = {
     TooLarge: 413,
     MissingEnrollment: 400,
     LockedOut: 429,
+    Unavailable: 503,
 }
 HTTP_CODES = {
     400: "bad_request",
@@ -67,13 +69,18 @@ def status_of(problem: Problem) -> int:
     return 400
 
 
-async def _problem(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Problem)  # noqa: S101 - registered for Problem only
+def problem_response(exc: Problem) -> JSONResponse:
+    """The JSON answer to a domain problem, with its status and headers."""
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if isinstance(exc, LockedOut):
         headers = {"Retry-After": str(exc.retry_after)}
     return error_response(status, exc.code, exc.message, headers)
+
+
+async def _problem(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)  # noqa: S101 - registered for Problem only
+    return problem_response(exc)
 
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:

@@ -87,6 +87,12 @@ class ShimIn(BaseModel):
     public_key: str = Field(max_length=128, description="ed25519:<base64>, as `shimmfa keys show`")
     location: str = Field(default="", max_length=256)
     heartbeat_period: float = Field(default=60.0, ge=0.1, le=86400.0, description="seconds")
+    age_recipient: str | None = Field(
+        default=None,
+        max_length=128,
+        description="age1..., as `shimmfa keys show` prints it: technician bundles are "
+        "encrypted to it (a shim without one gets no bundle)",
+    )
 
 
 class MaintenanceIn(BaseModel):
@@ -139,6 +145,7 @@ class ShimOut(BaseModel):
     stopped_at: str | None
     state_reset: StateReset | None
     maintenance: list[MaintenanceOut]
+    age_recipient: str | None = None
 
     @classmethod
     def of(cls, view: ShimView) -> ShimOut:
@@ -167,6 +174,7 @@ class ShimOut(BaseModel):
             stopped_at=iso(row.stopped_at),
             state_reset=reset,
             maintenance=[MaintenanceOut.of(w) for w in view.maintenance],
+            age_recipient=row.age_recipient,
         )
 
 

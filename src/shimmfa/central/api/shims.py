@@ -67,6 +67,7 @@ async def post_shim(body: ShimIn, principal: Admin, central: CentralDep) -> Shim
             location=body.location,
             heartbeat_period=body.heartbeat_period,
             actor=principal.actor,
+            age_recipient=body.age_recipient,
         )
     )
     view = await run_in_threadpool(registry.get_shim, central, row.shim_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from shimmfa.central import tables  # noqa: F401 - registers issue 17's tables on Base
 from shimmfa.central.models import Base
 
 config = context.config
