@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,4 +92,20 @@ def and_deal(secret: str = SECRET) -> dict[str, list[Toc]]:
         secret,
         {"clinical": (["ann", "bob", "cat"], 2), "infosec": (["ivan", "ines"], 1)},
         randbytes=os.urandom,
+    )
+
+
+SHIMMFA = Path(sys.executable).with_name("shimmfa")
+
+
+def shimmfa(*args: str | Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed `shimmfa` command, as a person runs it."""
+    return subprocess.run(
+        [str(SHIMMFA), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "250"},
     )
