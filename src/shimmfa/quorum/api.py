@@ -46,7 +46,18 @@ from shimmfa.quorum.age_tocs import MAX_SEALED_CHARS
 from shimmfa.quorum.oracle import DEFAULT_TTL, MAX_TTL, MIN_TTL, Oracle
 from shimmfa.quorum.records import Refusal
 
-__all__ = ["STATUS", "ApproverHook", "create_app"]
+__all__ = [
+    "STATUS",
+    "AddToc",
+    "ApproverHook",
+    "Error",
+    "NewSession",
+    "Session",
+    "SessionCredentials",
+    "SessionKeyEncryptionKey",
+    "TOTPCode",
+    "create_app",
+]
 
 ApproverHook = Callable[[Request], "str | None"]
 MAX_BODY_BYTES = 64 * 1024
@@ -68,7 +79,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 log = logging.getLogger("shimmfa.quorum.api")
 
 
-# -- bodies (farMFA's schemas) ------------------------------------------------------------------
+# -- bodies (farMFA's schemas, by farMFA's names) ----------------------------------------------
 
 
 class _Body(BaseModel):

@@ -39,6 +39,7 @@ from shimmfa.core.toc import TocGroup
 from shimmfa.core.toc_deal import deal, deal_groups
 from shimmfa.errors import DealError, QuorumError
 from shimmfa.quorum.age_tocs import parse_recipient, seal_toc
+from shimmfa.quorum.records import deal_record
 
 __all__ = [
     "PlayerSpec",
@@ -201,8 +202,8 @@ def dealt_groups(document: object) -> tuple[TocGroup, ...]:
             specs = document["groups"]
             if not isinstance(specs, Mapping) or not specs:
                 raise TypeError
-            return tuple(_record(spec) for spec in specs.values())
-        return (_record(document),)
+            return deal_record([_record(spec) for spec in specs.values()])
+        return deal_record([_record(document)])
     except (TypeError, KeyError, ValueError, DealError):
         raise QuorumError(
             "not a dealer's output: expected {group_id, threshold, size, ...} or "
