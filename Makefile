@@ -8,11 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests and benchmarks use: socat (baseline), age and
-# oathtool (crypto cross-checks), asciinema (playback), rsyslog + TLS (the
-# SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
-# full on a loop file), openssl (signature vector); gcc, libc6-dev and
-# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install;
-# postgresql (the central service's tests and benchmark start their own server).
+# oathtool (crypto cross-checks: recordings, TOTP, the quorum oracle's Tocs
+# and codes), asciinema (playback), rsyslog + TLS (the SIEM receiver),
+# systemd (systemd-analyze, systemd-id128), e2fsprogs (disk full on a loop
+# file), openssl (signature vector); gcc, libc6-dev and python3-dev build the
+# relay's C step (src/shimmfa/shim/link/_wire.c) at install; postgresql (the
+# central service's tests and benchmark, and the quorum oracle's tests, start
+# their own server).
 DEBIAN_PACKAGES := socat age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl \
 	gcc libc6-dev python3-dev postgresql
 
