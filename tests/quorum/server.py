@@ -40,6 +40,12 @@ class OracleServer:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> OracleServer:
+        self.launch()
+        return self.await_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process; `await_ready` waits for it (launch several
+        servers first, then wait for each: they start in parallel)."""
         command = [str(SHIMMFA), "quorum", "serve", "--port", str(self.port), *self.args]
         if self.tls:
             self.ca_file, cert, key = make_tls(self.workdir / "tls")
@@ -49,6 +55,8 @@ class OracleServer:
                 command, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
                 start_new_session=True,
             )  # fmt: skip
+
+    def await_ready(self, timeout: float = 30.0) -> OracleServer:
         try:
             wait_for(self._ready, f"the oracle on {self.url}", timeout, detail=self.log)
         except BaseException:
@@ -78,11 +86,8 @@ class OracleServer:
 
     @contextmanager
     def running(self) -> Iterator[OracleServer]:
-        self.start()
-        try:
+        with all_running(self):
             yield self
-        finally:
-            self.stop()
 
     def log(self) -> str:
         return self._log.read_text(errors="replace")[-3000:] if self._log.exists() else ""
@@ -92,3 +97,17 @@ class OracleServer:
         if self.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(self.ca_file))
         return httpx.Client(base_url=self.url, verify=verify, timeout=10.0)
+
+
+@contextmanager
+def all_running(*servers: OracleServer) -> Iterator[None]:
+    """Start `servers` together, stop them all at the end."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.await_ready()
+        yield
+    finally:
+        for server in servers:
+            server.stop()

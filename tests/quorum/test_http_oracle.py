@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from quorum.conftest import needs_postgres
+from quorum.conftest import needs_postgres, new_pg_database
 from quorum.kit import SECRET, age_encrypt, needs_age, needs_oathtool, oathtool, one_group
-from quorum.server import OracleServer
+from quorum.server import OracleServer, all_running
 from shimmfa.core.toc import Toc
 from shimmfa.quorum.age_tocs import new_identity, open_toc
 from shimmfa.quorum.dealing import PlayerSpec, deal_document
@@ -151,13 +151,15 @@ def at_once(*calls: Any) -> list[int]:
 def test_two_oracle_processes_on_one_database_count_a_toc_once_and_release_once(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    """Both start together on a new database (they create its tables in
+    turn), then take turns on one session."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'oracle.db'}"
     else:
-        url = request.getfixturevalue("pg_url")
+        url = new_pg_database(request.getfixturevalue("pg_server"))
     first = OracleServer(tmp_path / "a", "--database-url", url)
     second = OracleServer(tmp_path / "b", "--database-url", url)
-    with first.running(), second.running(), first.client() as a, second.client() as b:
+    with all_running(first, second), first.client() as a, second.client() as b:
         tocs = one_group(3, 2)
         session = start(a, tocs[0])
         assert b.get(f"/sessions/{session['id']}").json()["tocs_provided"] == 1

@@ -130,6 +130,9 @@ def test_the_code_is_released_once_then_the_session_is_closed(rig: Rig) -> None:
     )
     view = rig.oracle.session(sid)
     assert view.complete and view.released
+    rig.clock.advance(60)
+    assert refusal(lambda: rig.oracle.session(sid)) == Refusal.EXPIRED
+    assert refusal(lambda: rig.oracle.release(sid, opened.kek)) == Refusal.RELEASED
     state = rig.store.read(sid)  # nothing left that could rebuild the secret
     assert state is not None and state.session.sealed_identity is None
     assert [toc.armored for toc in state.tocs] == [None, None]

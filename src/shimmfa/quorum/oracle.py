@@ -208,20 +208,20 @@ class Oracle:
         state = self._store.read(session_id) if valid_session_id(session_id) else None
         if state is None:
             raise _not_found()
-        if state.session.released_at is None and self._clock() >= state.session.expires_at:
+        if self._clock() >= state.session.expires_at:
             raise _expired(state.session)
         return view_of(state)
 
     # -- submit ----------------------------------------------------------------------------------
 
-    def submit(self, session_id: str, armored: object, approver: str | None = None) -> SessionView:
+    def submit(self, session_id: str, armored: str, approver: str | None = None) -> SessionView:
         """Add a constituent's sealed Toc; returns the session as it now is."""
         try:
+            if not isinstance(armored, str):
+                raise QuorumError(f"a sealed Toc is text, not {type(armored).__name__}")
             payload = age_tocs.armored_payload(armored)
         except QuorumError as exc:
             raise QuorumError(f"encrypted_toc: {exc}", Refusal.MALFORMED) from None
-        assert isinstance(armored, str | bytes)  # noqa: S101 - armored_payload checked it
-        text = armored if isinstance(armored, str) else armored.decode("ascii")
         digest = hashlib.sha256(payload).hexdigest()
         approver = _checked_identity(approver)
         now = self._clock()
@@ -240,7 +240,7 @@ class Oracle:
                     "were dealt: open a new session",
                     Refusal.TOO_MANY,
                 )
-            added = SealedToc(state.tocs[-1].seq + 1, text, digest, approver, now)
+            added = SealedToc(state.tocs[-1].seq + 1, armored, digest, approver, now)
             return Change(add=added), SessionState(state.session, (*state.tocs, added))
 
         outcome = self._store.update(session_id, decide) if valid_session_id(session_id) else None

@@ -6,7 +6,8 @@ Rules of this module:
 - The tables are in this module's own `metadata` (`quorum_sessions`,
   `quorum_tocs`, `quorum_groups`), named with the central service's naming
   convention, so the central service's migrations can create them; the
-  standalone oracle creates them itself (`create_tables`).
+  standalone oracle creates them itself (`create_tables`, under an advisory
+  lock on PostgreSQL so that servers starting together do not race).
 - Times are epoch seconds (double precision), as in the central database.
 - `update` runs in one transaction that first locks the session: `SELECT
   ... FOR UPDATE` of its row on PostgreSQL; on SQLite every transaction
@@ -46,6 +47,7 @@ from sqlalchemy import (
     event,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import make_url
@@ -76,6 +78,7 @@ __all__ = [
 
 T = TypeVar("T")
 SQLITE_BUSY_MS = 30000
+_CREATE_LOCK = 0x5155_4F52  # "QUOR": PostgreSQL's advisory lock while creating the tables
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -170,8 +173,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the quorum tables that do not exist yet (standalone oracle)."""
-    metadata.create_all(engine)
+    """Create the quorum tables that do not exist yet (standalone oracle);
+    several processes starting at once on a new database take turns."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+        metadata.create_all(conn)
 
 
 # -- sessions ---------------------------------------------------------------------------------
