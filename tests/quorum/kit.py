@@ -7,12 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from shimmfa.core.toc import Toc
 from shimmfa.core.toc_deal import deal, deal_groups
+from shimmfa.errors import QuorumError
 
 SECRET = "HXDMVJECJJWSRB3HWIZR4IFUGFTMXBOZ"  # noqa: S105 - farMFA's published example
 T0 = 1_700_000_010.0  # the start of a 30 s TOTP step
@@ -24,6 +26,13 @@ needs_age = pytest.mark.skipif(
 needs_oathtool = pytest.mark.skipif(
     shutil.which("oathtool") is None, reason="Debian's oathtool is not installed"
 )
+
+
+def refusal(call: Callable[[], object]) -> str:
+    """The reason of the QuorumError `call()` raises (it must raise one)."""
+    with pytest.raises(QuorumError) as caught:
+        call()
+    return caught.value.reason
 
 
 class ManualClock:

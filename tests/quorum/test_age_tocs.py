@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from quorum.kit import age_decrypt, age_encrypt, age_keygen, needs_age, one_group
+from quorum.kit import age_decrypt, age_encrypt, age_keygen, needs_age, one_group, refusal
 from shimmfa.core.toc import parse_toc
 from shimmfa.errors import QuorumError, TocError
 from shimmfa.quorum.age_tocs import (
@@ -27,13 +27,6 @@ from shimmfa.quorum.age_tocs import (
     seal,
     seal_toc,
 )
-
-
-def reason(call: object) -> str:
-    assert callable(call)
-    with pytest.raises(QuorumError) as caught:
-        call()
-    return caught.value.reason
 
 
 @needs_age
@@ -69,7 +62,7 @@ def test_our_identity_files_work_with_age_and_theirs_with_us(tmp_path: Path) -> 
 
 def test_a_toc_for_another_identity_is_wrong_identity() -> None:
     sealed = seal_toc(one_group()[0], new_identity().to_public())
-    assert reason(lambda: open_toc(sealed, [new_identity()])) == SealProblem.WRONG_IDENTITY
+    assert refusal(lambda: open_toc(sealed, [new_identity()])) == SealProblem.WRONG_IDENTITY
 
 
 @pytest.mark.parametrize(
@@ -78,13 +71,13 @@ def test_a_toc_for_another_identity_is_wrong_identity() -> None:
     ids=repr,
 )
 def test_what_is_not_armor_is_not_armor(text: object) -> None:
-    assert reason(lambda: armored_payload(text)) == SealProblem.NOT_ARMOR
+    assert refusal(lambda: armored_payload(text)) == SealProblem.NOT_ARMOR
 
 
 def test_binary_age_is_not_armor() -> None:
     identity = new_identity()
     payload = armored_payload(seal(b"x", identity.to_public()))
-    assert reason(lambda: open_toc(payload, [identity])) == SealProblem.NOT_ARMOR
+    assert refusal(lambda: open_toc(payload, [identity])) == SealProblem.NOT_ARMOR
 
 
 def armor(payload: bytes) -> str:
@@ -104,17 +97,17 @@ def armor(payload: bytes) -> str:
     ids=["not-age", "broken-header", "not-base64", "short-line"],
 )
 def test_garbage_inside_the_armor_is_undecryptable(text: str) -> None:
-    assert reason(lambda: open_toc(text, [new_identity()])) == SealProblem.UNDECRYPTABLE
+    assert refusal(lambda: open_toc(text, [new_identity()])) == SealProblem.UNDECRYPTABLE
 
 
 def test_a_cut_or_altered_toc_is_undecryptable() -> None:
     identity = new_identity()
     payload = bytearray(armored_payload(seal_toc(one_group()[0], identity.to_public())))
     payload[-5] ^= 1
-    assert reason(lambda: open_toc(armor(bytes(payload)), [identity])) == (
+    assert refusal(lambda: open_toc(armor(bytes(payload)), [identity])) == (
         SealProblem.UNDECRYPTABLE
     )
-    assert reason(lambda: open_toc(armor(bytes(payload[:-20])), [identity])) == (
+    assert refusal(lambda: open_toc(armor(bytes(payload[:-20])), [identity])) == (
         SealProblem.UNDECRYPTABLE
     )
 
@@ -136,7 +129,7 @@ def test_crlf_and_surrounding_whitespace_are_accepted() -> None:
     "text", ["age1", "age1" + "q" * 58, "ssh-ed25519 AAAA", "", "AGE-SECRET-KEY-1" + "Q" * 58]
 )
 def test_a_bad_recipient_is_refused_by_name(text: str) -> None:
-    assert reason(lambda: parse_recipient(text)) == SealProblem.BAD_RECIPIENT
+    assert refusal(lambda: parse_recipient(text)) == SealProblem.BAD_RECIPIENT
 
 
 def test_a_bad_identity_is_refused_without_quoting_it(tmp_path: Path) -> None:
@@ -149,9 +142,9 @@ def test_a_bad_identity_is_refused_without_quoting_it(tmp_path: Path) -> None:
     with pytest.raises(QuorumError, match="line 2") as caught:
         read_identity_file(bad)
     assert secret_looking not in str(caught.value)
-    assert reason(lambda: read_identity_file(tmp_path / "missing.key")) == SealProblem.BAD_IDENTITY
+    assert refusal(lambda: read_identity_file(tmp_path / "missing.key")) == SealProblem.BAD_IDENTITY
     (empty := tmp_path / "empty.key").write_text("# nothing\n")
-    assert reason(lambda: read_identity_file(empty)) == SealProblem.BAD_IDENTITY
+    assert refusal(lambda: read_identity_file(empty)) == SealProblem.BAD_IDENTITY
 
 
 def test_identities_stay_out_of_reprs() -> None:

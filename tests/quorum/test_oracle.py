@@ -10,17 +10,10 @@ import os
 import pytest
 
 from quorum.conftest import Rig
-from quorum.kit import SECRET, T0, needs_oathtool, oathtool, one_group
+from quorum.kit import SECRET, T0, needs_oathtool, oathtool, one_group, refusal
 from shimmfa.errors import QuorumError
 from shimmfa.quorum.age_tocs import new_identity, seal_toc
 from shimmfa.quorum.records import Refusal, TocStatus
-
-
-def refusal(call: object) -> str:
-    assert callable(call)
-    with pytest.raises(QuorumError) as caught:
-        call()
-    return caught.value.reason
 
 
 @needs_oathtool

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from quorum.conftest import Rig
-from quorum.kit import SECRET, and_deal, needs_oathtool, oathtool, one_group
+from quorum.kit import SECRET, and_deal, needs_oathtool, oathtool, one_group, refusal
 from shimmfa.core.toc import Toc
 from shimmfa.errors import QuorumError
 from shimmfa.quorum.age_tocs import seal_toc
@@ -17,13 +17,6 @@ from shimmfa.quorum.oracle import Oracle
 from shimmfa.quorum.records import Refusal
 from shimmfa.quorum.store_memory import MemorySessionStore
 from shimmfa.quorum.views import OracleEvent
-
-
-def refusal(call: object) -> str:
-    assert callable(call)
-    with pytest.raises(QuorumError) as caught:
-        call()
-    return caught.value.reason
 
 
 def lying(toc: Toc, threshold: int) -> Toc:
