@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from central.postgres import PostgresServer, postgres_available
 from quorum.kit import ManualClock
+from shimmfa.central.db import open_engine
 from shimmfa.quorum.oracle import Oracle
 from shimmfa.quorum.store_memory import MemoryGroupRegistry, MemorySessionStore
 from shimmfa.quorum.store_sql import (
@@ -22,7 +23,6 @@ from shimmfa.quorum.store_sql import (
     SqlSessionStore,
     create_tables,
     metadata,
-    open_engine,
 )
 
 needs_postgres = pytest.mark.skipif(

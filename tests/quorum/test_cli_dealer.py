@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from quorum.kit import SECRET, age_decrypt, age_keygen, needs_age, shimmfa
+from shimmfa.central.db import open_engine
 from shimmfa.core.toc import combine_tocs, parse_toc
 from shimmfa.core.toc_deal import combine_groups
 from shimmfa.quorum.age_tocs import new_identity, open_toc, read_identity_file
 from shimmfa.quorum.dealing import dealt_groups
-from shimmfa.quorum.store_sql import SqlGroupRegistry, open_engine
+from shimmfa.quorum.store_sql import SqlGroupRegistry
 
 pytestmark = pytest.mark.e2e
 

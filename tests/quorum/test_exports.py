@@ -38,7 +38,7 @@ EXPORTED = {
     "store_memory": {"MemoryGroupRegistry", "MemorySessionStore"},
     "store_sql": {
         "SqlGroupRegistry", "SqlSessionStore", "create_tables", "group_table", "metadata",
-        "open_engine", "safe_url", "session_table", "toc_table",
+        "session_table", "toc_table",
     },
     "views": {
         "AuditHook", "OracleEvent", "SessionCredentials", "SessionView", "TotpCode", "view_of",

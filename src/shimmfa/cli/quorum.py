@@ -174,9 +174,10 @@ def register(
 ) -> None:
     """Record a deal's groups in the oracle's database: their dealt
     thresholds then win over whatever an applicant's toc_zero says."""
+    from shimmfa.central.db import open_engine
     from shimmfa.quorum.dealing import dealt_groups
     from shimmfa.quorum.serve import load_deal
-    from shimmfa.quorum.store_sql import SqlGroupRegistry, create_tables, open_engine
+    from shimmfa.quorum.store_sql import SqlGroupRegistry, create_tables
 
     groups = dealt_groups(load_deal(deal_file))
     engine = open_engine(database_url)
@@ -216,22 +217,25 @@ def serve(
 ) -> None:
     """Run the oracle: farMFA's HTTP API (`POST /sessions`, `GET
     /sessions/{id}`, `POST /sessions/{id}/tocs`, `POST /sessions/{id}/totp`)."""
+    from shimmfa.central.db import open_engine
     from shimmfa.quorum.serve import ServeOptions, run
 
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter("choose debug, info, warning or error", param_hint="--log-level")
+    if ephemeral == (database_url is not None):
+        raise QuorumError("give either --ephemeral or --database-url URL")
     run(
         ServeOptions(
             host=host,
             port=port,
             ephemeral=ephemeral,
-            database_url=database_url,
             tls_cert=tls_cert,
             tls_key=tls_key,
             register=tuple(deal_file or ()),
             require_registered=require_registered,
             log_level=log_level.lower(),
-        )
+        ),
+        None if database_url is None else open_engine(database_url),
     )
 
 

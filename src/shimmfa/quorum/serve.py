@@ -2,8 +2,9 @@
 of dealt groups and its app, run with uvicorn.
 
 Rules: exactly one of `ephemeral` (sessions in memory, gone at exit; one
-process) and `database_url` (SQLite or PostgreSQL; the tables are created
-if missing; several `serve` processes may share one database). Dealer
+process) and a database engine (SQLite or PostgreSQL, opened by the caller
+with `shimmfa.central.db.open_engine`; the tables are created if missing;
+several `serve` processes may share one database). Dealer
 outputs given with `register` are recorded as dealt groups at start, so
 their thresholds win over any toc_zero; `require_registered` refuses
 sessions of any other group. TLS needs both the certificate and the key.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 
 from shimmfa.errors import QuorumError
 from shimmfa.quorum.api import create_app
@@ -24,12 +26,7 @@ from shimmfa.quorum.holder import read_text
 from shimmfa.quorum.oracle import Oracle
 from shimmfa.quorum.records import GroupRegistry, SessionStore
 from shimmfa.quorum.store_memory import MemoryGroupRegistry, MemorySessionStore
-from shimmfa.quorum.store_sql import (
-    SqlGroupRegistry,
-    SqlSessionStore,
-    create_tables,
-    open_engine,
-)
+from shimmfa.quorum.store_sql import SqlGroupRegistry, SqlSessionStore, create_tables
 
 __all__ = ["ServeOptions", "build_app", "load_deal", "run"]
 
@@ -39,7 +36,6 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 8080
     ephemeral: bool = False
-    database_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     register: tuple[Path, ...] = ()
@@ -57,16 +53,15 @@ def load_deal(path: Path) -> dict[str, object]:
     return dict(document)
 
 
-def build_app(options: ServeOptions) -> FastAPI:
-    """The oracle's app over the store the options name."""
-    if options.ephemeral == (options.database_url is not None):
+def build_app(options: ServeOptions, engine: Engine | None = None) -> FastAPI:
+    """The oracle's app, in memory (`ephemeral`) or on `engine`."""
+    if options.ephemeral == (engine is not None):
         raise QuorumError("give either --ephemeral or --database-url URL")
     store: SessionStore
     registry: MemoryGroupRegistry | SqlGroupRegistry
-    if options.database_url is None:
+    if engine is None:
         store, registry = MemorySessionStore(), MemoryGroupRegistry()
     else:
-        engine = open_engine(options.database_url)
         create_tables(engine)
         store, registry = SqlSessionStore(engine), SqlGroupRegistry(engine)
     for path in options.register:
@@ -75,13 +70,13 @@ def build_app(options: ServeOptions) -> FastAPI:
     return create_app(Oracle(store, dealt, require_registered=options.require_registered))
 
 
-def run(options: ServeOptions) -> None:
+def run(options: ServeOptions, engine: Engine | None = None) -> None:
     """Serve until interrupted."""
     import uvicorn
 
     if (options.tls_cert is None) != (options.tls_key is None):
         raise QuorumError("give both --tls-cert and --tls-key, or neither")
-    app = build_app(options)
+    app = build_app(options, engine)
     uvicorn.run(
         app,
         host=options.host,

@@ -10,15 +10,15 @@ Rules of this module:
   lock on PostgreSQL so that servers starting together do not race).
 - Times are epoch seconds (double precision), as in the central database.
 - `update` runs in one transaction that first locks the session: `SELECT
-  ... FOR UPDATE` of its row on PostgreSQL; on SQLite every transaction
-  begins `IMMEDIATE` (the engines of `open_engine` and of the central
-  service do), which takes the database's write lock before the first read.
+  ... FOR UPDATE` of its row on PostgreSQL; on SQLite the engine must begin
+  every transaction `IMMEDIATE`, which takes the database's write lock
+  before the first read: `shimmfa.central.db.open_engine` makes such
+  engines (the central service's, and the CLI's for the standalone oracle).
   So two submissions of one Toc, or two code requests, run one after the
   other, each seeing what the other committed; a Toc's `(session_id, seq)`
   key and `(session_id, digest)` uniqueness back this up in the schema.
 - What the oracle forgets (the sealed identity, the ciphertexts) is set to
   NULL; deleting a session deletes its Tocs first.
-- A URL with a password is never shown: messages use `safe_url`.
 """
 
 from __future__ import annotations
@@ -42,16 +42,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     delete,
-    event,
     insert,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from shimmfa.core.toc import TocGroup
 from shimmfa.errors import QuorumError
@@ -70,14 +66,11 @@ __all__ = [
     "create_tables",
     "group_table",
     "metadata",
-    "open_engine",
-    "safe_url",
     "session_table",
     "toc_table",
 ]
 
 T = TypeVar("T")
-SQLITE_BUSY_MS = 30000
 _CREATE_LOCK = 0x5155_4F52  # "QUOR": PostgreSQL's advisory lock while creating the tables
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -125,51 +118,6 @@ group_table = Table(
     Column("clear", Boolean, nullable=False),
     Column("registered_at", Double, nullable=False),
 )
-
-
-# -- the engine -----------------------------------------------------------------------------------
-
-
-def safe_url(url: str) -> str:
-    """`url` with its password hidden, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<an unreadable database URL>"
-
-
-def open_engine(url: str) -> Engine:
-    """An engine for `url` (SQLite: WAL, a busy timeout, every transaction
-    BEGIN IMMEDIATE; PostgreSQL through psycopg). QuorumError otherwise."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise QuorumError(
-            "--database-url: not a database URL; use sqlite:///path.db or "
-            "postgresql+psycopg://user@host/db"
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        engine = create_engine(
-            parsed, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000}
-        )
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        return engine
-    if backend == "postgresql":
-        return create_engine(parsed.set(drivername="postgresql+psycopg"), pool_pre_ping=True)
-    raise QuorumError(
-        f"{safe_url(url)}: unsupported database {backend!r}; use SQLite or PostgreSQL"
-    )
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # BEGIN is ours (IMMEDIATE)
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-    cursor.close()
 
 
 def create_tables(engine: Engine) -> None:
