@@ -133,11 +133,10 @@ def deal(
     Several `--group`s need a quorum of every group (2 of clinical AND 1 of
     infosec); the README explains the construction."""
     from shimmfa.quorum.dealing import deal_document, normalised_secret, parse_group, parse_player
-    from shimmfa.quorum.holder import read_text
 
     players = [parse_player(spec) for spec in player]
     groups = [parse_group(spec) for spec in group or ()]
-    secret = normalised_secret(_read_secret(secret_file, read_text))
+    secret = normalised_secret(_read_secret(secret_file))
     document = deal_document(secret, players, threshold=threshold, groups=groups, note=note)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if output is None:
@@ -150,9 +149,11 @@ def deal(
     typer.echo(f"dealt {len(tocs)} Tocs to {output}: {', '.join(tocs)}")
 
 
-def _read_secret(path: Path, read_text: Any) -> str:
+def _read_secret(path: Path) -> str:
     """The secret's text; a message never shows the path, which could be
     the secret itself typed by mistake."""
+    from shimmfa.quorum.holder import read_text
+
     if str(path) != "-":
         try:
             mode = path.stat().st_mode
@@ -163,8 +164,7 @@ def _read_secret(path: Path, read_text: Any) -> str:
             ) from None
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             err("warning: the secret file is readable by others; chmod 600 it")
-    text: str = read_text(path)
-    return text
+    return read_text(path)
 
 
 @app.command("register")
