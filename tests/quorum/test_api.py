@@ -4,7 +4,9 @@ typed `{code, message}` 4xx, and no body at all that makes it answer 5xx."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -235,3 +237,18 @@ def test_no_toc_zero_makes_the_oracle_answer_5xx(
     for candidate in (toc_zero, {**good, **toc_zero}):
         answer = client.post("/sessions", json={"toc_zero": candidate, "ttl": ttl})
         assert answer.status_code in (200, 422), answer.text
+
+
+def test_farmfas_published_toc_opens_a_session(client: TestClient) -> None:
+    vectors = json.loads((Path(__file__).parents[1] / "vectors" / "farmfa.json").read_text())
+    published = vectors["tocs"][0]["json"]  # the Toc in farMFA's README
+    body = f'{{"toc_zero": {published}}}'.encode()
+    answer = client.post("/sessions", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    session = answer.json()
+    assert (session["toc_group_id"], session["tocs_in_group"], session["tocs_threshold"]) == (
+        "7GCUCI2Y",
+        3,
+        3,
+    )
+    assert (session["ttl"], session["tocs_provided"], session["complete"]) == (60, 1, False)

@@ -23,8 +23,11 @@ Rules of this module:
   else as 500 `internal_error` in JSON and logs it, but no input should
   reach it: the tests send arbitrary bodies and assert no 5xx.
 - Unknown body fields are ignored, as farMFA's Go server does; types are
-  strict (a ttl of "60" or 60.0 is refused). A session id that is not 16
-  base32 characters is simply not found.
+  strict (a ttl of "60" or 60.0 is refused). Bodies are JSON sent as
+  `application/json` (as farMFA's clients do; a form or text/plain body is
+  422, which also keeps cross-site forms out once the app sits behind
+  central's cookie login). A session id that is not 16 base32 characters is
+  simply not found.
 """
 
 from __future__ import annotations
