@@ -8,13 +8,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests and benchmarks use: socat (baseline), picocom (a
-# technician's terminal), age and oathtool (crypto cross-checks), asciinema (playback), rsyslog + TLS (the
-# SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs (disk
-# full on a loop file), openssl (signature vector); gcc, libc6-dev and
-# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at install;
-# postgresql (the central service's tests and benchmark start their own server);
-# chromium (the central web UI's browser tests, driven by the playwright pip
-# package through executable_path: no browser is downloaded).
+# technician's terminal), age and oathtool (crypto cross-checks: recordings,
+# TOTP, the quorum oracle's Tocs and codes), asciinema (playback), rsyslog +
+# TLS (the SIEM receiver), systemd (systemd-analyze, systemd-id128), e2fsprogs
+# (disk full on a loop file), openssl (signature vector); gcc, libc6-dev and
+# python3-dev build the relay's C step (src/shimmfa/shim/link/_wire.c) at
+# install; postgresql (the central service's and the quorum oracle's tests
+# and benchmarks start their own server); chromium (the central web UI's
+# browser tests, driven by the playwright pip package through
+# executable_path: no browser is downloaded).
 DEBIAN_PACKAGES := socat picocom age oathtool asciinema rsyslog rsyslog-gnutls systemd e2fsprogs openssl \
 	gcc libc6-dev python3-dev postgresql chromium
 

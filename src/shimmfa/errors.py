@@ -19,6 +19,9 @@ program cannot work around. Every message says what to do next.
      ├── ShareError           (also a ValueError) a Shamir split or combine refused its input
      ├── DealError            (also a ValueError) a quorum deal cannot be made as asked
      ├── TocError             (also a ValueError) a Toc is malformed or does not fit the others
+     ├── QuorumError          the quorum dealer, oracle or its client refused a request:
+     │                        a sealed Toc that does not open, a session that is unknown,
+     │                        expired or already released, a bad KEK, too few Tocs
      ├── CentralError         the central service cannot do what was asked (a bad
      │    │                   database URL, an unknown operator, shim or token)
      │    └── SchemaError     the central database is not at the schema this
@@ -124,6 +127,22 @@ class TocError(ShimMfaError, ValueError):
     few for the quorum, or Tocs that do not combine. `reason` says which, as a
     short code (`core.toc.TocRejection`) an oracle can map to an HTTP status.
     Messages never contain share bytes or the secret."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class QuorumError(ShimMfaError):
+    """The quorum dealer, the oracle or its client cannot do what was asked:
+    an age-sealed Toc that is not armored or does not open with the identity
+    given, a session that is unknown, expired or already released, a KEK that
+    does not open the session, Tocs that do not reach the quorum. `reason`
+    is a short code (`shimmfa.quorum.records.Refusal`, or an oracle's error
+    code on the client side) that the oracle maps to an HTTP status. Messages
+    never contain a share, a secret, a KEK or an identity."""
 
     exit_code = 1
 
