@@ -164,6 +164,8 @@ EXPORTED = {
     },
     "shimmfa.core.gate": {
         "BANNER",
+        "BREAKGLASS_ID",
+        "EMERGENCY_NOTICE",
         "FAILURE",
         "FORMAT_HELP",
         "Action",

@@ -15,6 +15,8 @@ from shimmfa.core.chain import MFAOrchestrator, Policy
 from shimmfa.core.chain_policy import FactorDefinition
 from shimmfa.core.chain_state import MemoryChainStore
 from shimmfa.core.gate import (
+    BREAKGLASS_ID,
+    EMERGENCY_NOTICE,
     Action,
     Authenticate,
     AuthFailed,
@@ -208,3 +210,20 @@ class ChainedGate(RuleBasedStateMachine):
 
 ChainedGate.TestCase.settings = settings(max_examples=80, stateful_step_count=25)
 test_any_typing_opens_the_port_only_after_every_factor_of_one_attempt = ChainedGate.TestCase
+
+
+def test_a_breakglass_session_tells_the_technician_it_is_under_emergency_audit() -> None:
+    gate = GateMachine(QUIET)
+    assert gate.receive(b"breakglass 123456\r", T0) == [Authenticate(BREAKGLASS_ID, "123456")]
+    opened = gate.auth_done(AuthOutcome(AuthResult.OK, BREAKGLASS_ID, None, "ok"), SID, T0)
+    assert sent(opened) == (
+        f"\r\nAuthenticated as breakglass; session {SID}\r\n{EMERGENCY_NOTICE}\r\n"
+        "Pass-through enabled. Disconnect to end session.\r\n"
+    ).encode()
+    other = GateMachine(QUIET)
+    other.receive(f"{ALICE} 123456\r".encode(), T0)
+    plain = sent(other.auth_done(ok(), SID, T0))
+    assert plain == (
+        f"\r\nAuthenticated as {ALICE}; session {SID}\r\n"
+        "Pass-through enabled. Disconnect to end session.\r\n"
+    ).encode()  # the seed's words, byte for byte

@@ -1,7 +1,8 @@
 """The `shimmfa` command line.
 
 One module per command group (`technicians`, `keys` with `integrity`,
-`recordings`, `tamper`, `state`, `central` with `central_admin`, `quorum`);
+`recordings`, `tamper`, `state`, `central` with `central_admin`, `quorum`,
+`breakglass`);
 the root commands and `config` are here, and `base` holds what they share. Every
 command imports what it needs lazily, so `shimmfa --help` is quick and the
 groups never import each other. Errors are one line on stderr and a non-zero
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from shimmfa.cli import central, keys, quorum, recordings, state, tamper, technicians
+from shimmfa.cli import breakglass, central, keys, quorum, recordings, state, tamper, technicians
 from shimmfa.cli.base import MARKUP, ConfigOption, command_group, err
 from shimmfa.errors import ShimMfaError
 
@@ -38,6 +39,7 @@ app.add_typer(state.app, name="state")
 app.add_typer(keys.integrity_app, name="integrity")
 app.add_typer(central.app, name="central")
 app.add_typer(quorum.app, name="quorum")
+app.add_typer(breakglass.app, name="breakglass")
 
 _debug = False
 

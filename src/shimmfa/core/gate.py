@@ -21,6 +21,9 @@ executes the actions it gets back; it decides nothing itself. Rules:
   start a backoff (initial, doubling, capped); input during a backoff is
   discarded with one notice per backoff. `restore_backoff` carries the
   count and what is left of a backoff over a restart (shim/port_backoff).
+- `breakglass <code>` is a login line like any other (its replay floor,
+  lockout and backoff are a login's); its session's success text carries
+  one more line, `EMERGENCY_NOTICE`.
 - Bytes that follow the auth line in the same read are forwarded once the
   session is open. Device output outside OPEN is discarded and counted.
 - States the transition table does not cover leave the port closed.
@@ -46,6 +49,8 @@ from shimmfa.core.totp import AuthOutcome
 
 __all__ = [
     "BANNER",
+    "BREAKGLASS_ID",
+    "EMERGENCY_NOTICE",
     "FAILURE",
     "FORMAT_HELP",
     "Action",
@@ -67,6 +72,12 @@ PROMPT = b"> "
 BANNER = b"\r\nShim MFA gate. Authenticate as: <technician_id> <totp_code>\r\n> "
 FORMAT_HELP = b"\r\nFormat: <technician_id> <totp_code>\r\n> "
 FAILURE = b"\r\nAuth fail: DENIED (invalid credentials)\r\n> "
+# `breakglass <code>`: the shim's break-glass secret, released by a quorum
+BREAKGLASS_ID = "breakglass"
+EMERGENCY_NOTICE = (
+    "EMERGENCY ACCESS: this session is under emergency audit; clinical engineering "
+    "and information security have been alerted."
+)
 
 _CR, _LF, _BS, _DEL, _ETX, _NAK = 0x0D, 0x0A, 0x08, 0x7F, 0x03, 0x15
 
@@ -89,8 +100,9 @@ class GateConfig:
 
 
 def _success(technician_id: str, session_id: str) -> bytes:
+    notice = f"{EMERGENCY_NOTICE}\r\n" if technician_id == BREAKGLASS_ID else ""
     return (
-        f"\r\nAuthenticated as {technician_id}; session {session_id}\r\n"
+        f"\r\nAuthenticated as {technician_id}; session {session_id}\r\n{notice}"
         "Pass-through enabled. Disconnect to end session.\r\n"
     ).encode()
 

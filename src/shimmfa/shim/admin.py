@@ -10,6 +10,8 @@ Rules:
   towards their lockout). Every attempt, granted or refused, is audited and
   sent to the SIEM; a refusal says only that the credentials are invalid.
 - `tamper reset` never clears `tamper:state_lost`: only a recovery does.
+- `breakglass provision` makes the break-glass secret (state/breakglass.py)
+  only for an authorised admin; the secret leaves the shim only as Tocs.
 - A recovery gives the DB a new state ID, continues the boot count above
   the anchor's (and the DB's), raises every known technician's replay floor
   to the current time step, that of every further factor of their MFA
@@ -31,6 +33,7 @@ from shimmfa.errors import TechnicianError
 from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
 from shimmfa.shim.reporting.outbox import Outbox
 from shimmfa.shim.settings import Settings
+from shimmfa.shim.state import breakglass
 from shimmfa.shim.state.anchor import (
     STATE_LOST,
     AnchorUnreadableError,
@@ -46,11 +49,19 @@ from shimmfa.shim.state.keys import load_keys
 from shimmfa.shim.state.store import BOOT_COUNTER, StateStore
 from shimmfa.shim.state.technicians import TechnicianDirectory, build_gate
 
-__all__ = ["ResetRefusedError", "examine", "recover", "reset"]
+__all__ = ["ResetRefusedError", "examine", "provision_breakglass", "recover", "reset"]
 
 
 class ResetRefusedError(TechnicianError):
     """The action was not authorised."""
+
+
+# the event each audited action raises, granted or refused
+_KINDS = {
+    "tamper_reset": "latch_reset",
+    "state_recover": "state_recovered",
+    "breakglass_provision": "breakglass_provisioned",
+}
 
 
 def _authorise(
@@ -64,10 +75,7 @@ def _authorise(
         return
     why = outcome.detail if not outcome.authenticated else "not an admin"
     store.audit(time.time(), f"{action}_refused", operator, {"reason": why})
-    alerts.emit(
-        "latch_reset" if action == "tamper_reset" else "state_recovered",
-        {"authorised_by": operator, "granted": False, "why": why},
-    )
+    alerts.emit(_KINDS[action], {"authorised_by": operator, "granted": False, "why": why})
     raise ResetRefusedError(
         f"{action.replace('_', ' ')} refused: invalid operator credentials or not an admin"
     )
@@ -136,7 +144,11 @@ def _raise_replay_floors(settings: Settings, store: StateStore, now: float) -> i
     directory = TechnicianDirectory(settings.technician_records(), store)
     chains = ChainStore(store)
     count = 0
-    for technician_id, record in directory.items():
+    everyone = list(directory.items())
+    emergency = breakglass.breakglass_record(store)
+    if emergency is not None:
+        everyone.append((emergency.technician_id, emergency))
+    for technician_id, record in everyone:
         step = int(now // (record.period or settings.totp.period))
 
         def change(state: AuthState, step: int = step) -> tuple[AuthState, None]:
@@ -205,3 +217,38 @@ def recover(
     finally:
         store.close()
     return done
+
+
+def provision_breakglass(
+    settings: Settings,
+    operator: str,
+    code: str,
+    make: Callable[[], tuple[str, dict[str, object]]],
+) -> bool:
+    """Authorise `operator` (an admin's code), then keep the secret `make()`
+    returns (it deals the Tocs) with its deal's public record; True if it
+    replaced a break-glass secret. Nothing is dealt for a refused operator."""
+    store = StateStore(settings.storage_root)
+    replaced = False
+    try:
+
+        def work(alerts: Alerts) -> None:
+            nonlocal replaced
+            _authorise(settings, store, alerts, operator, code, "breakglass_provision")
+            secret, deal = make()
+            replaced = breakglass.provision(store, secret, deal, time.time(), operator)
+            groups = deal.get("groups")
+            alerts.emit(
+                "breakglass_provisioned",
+                {
+                    "authorised_by": operator,
+                    "granted": True,
+                    "replaced": replaced,
+                    "groups": ",".join(sorted(groups)) if isinstance(groups, dict) else "",
+                },
+            )
+
+        _with_alerts(settings, work)
+    finally:
+        store.close()
+    return replaced

@@ -14,8 +14,11 @@ from typing import Any
 import pyotp
 import pytest
 
+from shimmfa.core.gate import BREAKGLASS_ID
 from shimmfa.core.totp import AuthResult
+from shimmfa.errors import ConfigError
 from shimmfa.shim.config import parse_settings
+from shimmfa.shim.state.breakglass import provision
 from shimmfa.shim.state.login import ShimLogin
 from shimmfa.shim.state.store import StateStore
 from shimmfa.shim.state.technicians import build_gate, enrol, enrol_factor
@@ -174,3 +177,27 @@ def test_factors_enrolled_in_the_state_db_are_asked_for(tmp_path: Path, store: S
     assert shim.next_factor("carol@example.org") == "Phone 2"
     assert shim.verify_factor("carol@example.org", code(second, clock)).authenticated
     assert shim.next_factor("carol@example.org") is None
+
+
+def test_breakglass_needs_no_chain_even_under_a_policy(tmp_path: Path, store: StateStore) -> None:
+    """The quorum that released its code is the break-glass login's MFA: a
+    policy of three steps does not ask it for factors it cannot have."""
+    clock = Clock()
+    provision(store, DESK, {"groups": {}}, clock.now, "admin@example.org")
+    shim = chained(config(tmp_path, policy={"required_steps": 3}), store, clock)
+    opened = shim.authenticate(BREAKGLASS_ID, code(DESK, clock))
+    assert opened.authenticated and shim.next_factor(BREAKGLASS_ID) is None
+    again = shim.authenticate(BREAKGLASS_ID, code(DESK, clock))
+    assert again.result is AuthResult.REPLAY  # each released code once
+
+
+def test_no_technician_may_take_the_breakglass_id(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="reserved for break-glass"):
+        parse_settings(
+            {
+                "shim": {"id": "shim-1"},
+                "serial": {"technician_side_path": "/tmp/t", "device_side_path": "/tmp/d"},
+                "storage": {"root": str(tmp_path)},
+                "technicians": [{"technician_id": BREAKGLASS_ID, "totp_secret": PRIMARY}],
+            }
+        )

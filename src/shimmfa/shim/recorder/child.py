@@ -72,7 +72,10 @@ class _Server:
                 raise RecordingError("the recorder process was not initialised")
             elif kind == b"S":
                 started = time.monotonic()
-                self.session = recorder.start_session(request["technician_id"])
+                extra = request.get("extra")
+                self.session = recorder.start_session(
+                    request["technician_id"], extra=extra if isinstance(extra, dict) else None
+                )
                 self.reply({"session_id": self.session, "elapsed": time.monotonic() - started})
             elif kind == b"M":
                 if self.session is not None:

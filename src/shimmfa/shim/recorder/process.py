@@ -240,10 +240,14 @@ class RecorderProcess:
         log.warning("the recorder process was replaced")
         return None
 
-    def start_session(self, technician_id: str) -> str:
+    def start_session(self, technician_id: str, *, break_glass: bool = False) -> str:
+        """Start recording a session; `break_glass` marks its header."""
         if self.revive() is not None:
             raise RecordingError("the recorder process is not running")
-        reply = self._call(b"S", {"technician_id": technician_id})
+        request: dict[str, object] = {"technician_id": technician_id}
+        if break_glass:
+            request["extra"] = {"break_glass": True}
+        reply = self._call(b"S", request)
         self._session, self._size, self._limit_reported = str(reply["session_id"]), 0, False
         self._mono0 = time.monotonic() - float(reply["elapsed"])
         return self._session

@@ -2,7 +2,12 @@
 and its start and end reported (the seed's `session_start`/`session_end`
 records through the recorder's SIEM transport, alerts through `Emitter`).
 
-Rules: a session whose recording cannot be closed is still over (the end is
+Rules: a break-glass session (`breakglass <code>`) is marked in its
+recording's header and its `session_start` (`break_glass: true`), and
+raises two `breakglass_session` events at once, one addressed to clinical
+engineering and one to information security (the outbox delivers each to
+every destination). A session whose recording cannot be closed is still
+over (the end is
 reported with the failure); storage exhaustion is reported when it starts,
 or, when the full disk keeps even the alert out of the outbox, at the first
 later check that can queue it.
@@ -16,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from shimmfa.core.gate import BREAKGLASS_ID
 from shimmfa.core.recording import iso_utc
 from shimmfa.errors import RecordingError
 from shimmfa.shim.recorder.process import RecorderProcess
@@ -24,6 +30,8 @@ from shimmfa.shim.recorder.session_recorder import SiemTransport
 __all__ = ["Emitter", "RecordedSessions", "Unrecordable"]
 
 log = logging.getLogger("shimmfa.recorder")
+# who is alerted, at once, when a break-glass session opens (one event each)
+BREAKGLASS_AUDIENCES = ("clinical_engineering", "infosec")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,23 +65,33 @@ class RecordedSessions:
         self._technicians: dict[str, str] = {}
 
     def start(self, technician_id: str) -> str:
-        session_id = self._recorder.start_session(technician_id)
+        break_glass = technician_id == BREAKGLASS_ID
+        session_id = self._recorder.start_session(technician_id, break_glass=break_glass)
         now = time.time()
         self._technicians[session_id] = technician_id
-        self._siem.forward(
-            {
-                "event": "session_start",
-                "type": "session_header",
-                "session_id": session_id,
-                "technician_id": technician_id,
-                "shim_id": self._alerts.shim_id,
-                "started_at_epoch": now,
-                "started_at_iso": iso_utc(now),
-                "version": "1.0",
-            }
-        )
-        event = {"event": "auth_success", "technician_id": technician_id, "factor": "totp"}
+        header: dict[str, Any] = {
+            "event": "session_start",
+            "type": "session_header",
+            "session_id": session_id,
+            "technician_id": technician_id,
+            "shim_id": self._alerts.shim_id,
+            "started_at_epoch": now,
+            "started_at_iso": iso_utc(now),
+            "version": "1.0",
+        }
+        if break_glass:
+            header["break_glass"] = True
+        self._siem.forward(header)
+        factor = "breakglass" if break_glass else "totp"
+        event = {"event": "auth_success", "technician_id": technician_id, "factor": factor}
         self._recorder.append_event(session_id, event)
+        if break_glass:
+            for audience in BREAKGLASS_AUDIENCES:
+                fields = {"session_id": session_id, "audience": audience, "started_at": now}
+                if not self._alerts.emit("breakglass_session", fields, at=now):
+                    log.critical(
+                        "break-glass session %s: the %s alert was not queued", session_id, audience
+                    )
         return session_id
 
     def end(self, session_id: str, reason: str) -> None:

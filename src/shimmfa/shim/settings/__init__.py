@@ -11,7 +11,7 @@ Rules:
 The lowest layer of the shim: imports `shimmfa.core` only.
 """
 
-from shimmfa.shim.settings.base import Section, check_identifier
+from shimmfa.shim.settings.base import Section, check_identifier, check_technician_id
 from shimmfa.shim.settings.reporting import CentralSection, SiemSection
 from shimmfa.shim.settings.root import Settings
 from shimmfa.shim.settings.sections import (
@@ -52,4 +52,5 @@ __all__ = [
     "TechnicianEntry",
     "TotpSection",
     "check_identifier",
+    "check_technician_id",
 ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Section", "check_identifier"]
+from shimmfa.core.gate import BREAKGLASS_ID
+
+__all__ = ["Section", "check_identifier", "check_technician_id"]
 
 
 class Section(BaseModel):
@@ -17,4 +19,12 @@ def check_identifier(value: str, what: str) -> str:
         raise ValueError(f"{what} must be 1 to 128 characters")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise ValueError(f"{what} must not contain spaces or control characters")
+    return value
+
+
+def check_technician_id(value: str) -> str:
+    """A technician ID: an identifier, and not the break-glass one."""
+    check_identifier(value, "technician ID")
+    if value == BREAKGLASS_ID:
+        raise ValueError(f"{BREAKGLASS_ID!r} is reserved for break-glass logins")
     return value

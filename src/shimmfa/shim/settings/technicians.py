@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 
 from shimmfa.core.totp import InvalidSecretError, decode_secret
-from shimmfa.shim.settings.base import Section, check_identifier
+from shimmfa.shim.settings.base import Section, check_technician_id
 
 __all__ = ["FactorEntry", "TechnicianEntry"]
 
@@ -72,7 +72,7 @@ class TechnicianEntry(Section):
     @field_validator("technician_id")
     @classmethod
     def _tech_id(cls, value: str) -> str:
-        return check_identifier(value, "technician ID")
+        return check_technician_id(value)
 
     @field_validator("totp_secret")
     @classmethod

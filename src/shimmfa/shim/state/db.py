@@ -123,6 +123,17 @@ _SCHEMA = [
         state TEXT NOT NULL
     );
     """,
+    # version 9: break-glass (state/breakglass.py): the shim's break-glass TOTP
+    # secret, sealed, and the public record of how it was dealt (no secret)
+    """
+    CREATE TABLE breakglass (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed_secret BLOB NOT NULL,
+        deal TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 
+from shimmfa.core.gate import BREAKGLASS_ID
 from shimmfa.core.totp import (
     AuthState,
     TechnicianRecord,
@@ -22,7 +23,8 @@ from shimmfa.core.totp import (
     provisioning_uri,
 )
 from shimmfa.errors import ConfigError, TechnicianError
-from shimmfa.shim.settings import Settings, check_identifier
+from shimmfa.shim.settings import Settings, check_technician_id
+from shimmfa.shim.state.breakglass import breakglass_record
 from shimmfa.shim.state.factors import add_factor
 from shimmfa.shim.state.store import StateStore
 
@@ -36,6 +38,11 @@ class TechnicianDirectory(Mapping[str, TechnicianRecord]):
         self._store = store
 
     def __getitem__(self, technician_id: str) -> TechnicianRecord:
+        if technician_id == BREAKGLASS_ID:
+            found = breakglass_record(self._store)
+            if found is None:
+                raise KeyError(technician_id)
+            return found
         record = self._config.get(technician_id) or self._store.technician(technician_id)
         if record is None:
             raise KeyError(technician_id)
@@ -106,7 +113,7 @@ def enrol(
     roles: tuple[str, ...] = (),
 ) -> TechnicianRecord:
     try:
-        check_identifier(technician_id, "technician ID")
+        check_technician_id(technician_id)
     except ValueError as exc:
         raise TechnicianError(str(exc)) from None
     if technician_id in settings.technician_records():
