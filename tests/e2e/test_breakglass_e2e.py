@@ -4,7 +4,8 @@ information security; the real oracle (`shimmfa quorum serve`) releases a
 code once both groups approved; `breakglass <code>` at the real daemon's
 PTY opens a session flagged break-glass (the notice on the port, the
 recording's header, `session_start`) and raises two alerts, one per
-audience, at once; the same code never passes again; a group alone cannot
+audience, at once, to the SIEM and to central; the same code never passes
+again; a group alone cannot
 make a working code; provisioning needs an admin's code."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from siem_file import read_events
 
+from central.server import CentralServer
 from quorum.kit import shimmfa
 from quorum.server import OracleServer
 from shimmfa.core.gate import EMERGENCY_NOTICE
@@ -32,6 +34,7 @@ from waiting import wait_for
 pytestmark = pytest.mark.e2e
 
 ADMIN = "alice@example.org"
+SHIM = "e2e-shim"
 HOLDERS = {"clinical": ["ann", "bob", "cat"], "infosec": ["ivan", "ines"]}
 FAILURE = b"\r\nAuth fail: DENIED (invalid credentials)\r\n> "
 SUCCESS = re.compile(rb"\r\nAuthenticated as breakglass; session (\S+)\r\n")
@@ -48,7 +51,7 @@ def holders(directory: Path) -> list[str]:
     return players
 
 
-def emergency_shim(make_shim, tmp_path: Path):
+def emergency_shim(make_shim, tmp_path: Path, central: CentralServer | None = None):
     siem = tmp_path / "siem.jsonl"
     rig = make_shim(
         start=False, gate={"echo": False}, siem={"transport": "file", "path": str(siem)}
@@ -56,6 +59,17 @@ def emergency_shim(make_shim, tmp_path: Path):
     for entry in rig.settings["technicians"]:
         if entry["technician_id"] == ADMIN:
             entry["roles"] = ["admin"]
+    if central is not None:
+        shown = rig.cli("keys", "init", "--config", str(rig.config))
+        key = re.search(r"signing key \(Ed25519\): (ed25519:\S+)", shown.stdout)
+        assert key is not None, shown.stdout
+        token = tmp_path / "central.token"
+        central.register_shim(SHIM, key[1], credential_file=token)
+        rig.settings["central"] = {
+            "url": central.base_url,
+            "token_file": str(token),
+            "ca_file": str(central.ca_file),
+        }
     rig.config.write_text(yaml.safe_dump(rig.settings, sort_keys=False), encoding="utf-8")
     rig.siem = siem
     return rig
@@ -101,7 +115,12 @@ def released_code(done: Any) -> str:
 
 
 def test_a_quorum_of_both_groups_opens_a_flagged_session_once(make_shim, tmp_path):
-    rig = emergency_shim(make_shim, tmp_path)
+    with CentralServer(tmp_path / "central").running() as central:
+        flagged_session_once(make_shim, tmp_path, central)
+
+
+def flagged_session_once(make_shim, tmp_path: Path, central: CentralServer) -> None:
+    rig = emergency_shim(make_shim, tmp_path, central)
     provisioned = provision(rig, tmp_path, rig.code(ADMIN))
     assert provisioned.returncode == 0, provisioned.stderr
     deal = json.loads((tmp_path / "deal.json").read_text())
@@ -133,6 +152,16 @@ def test_a_quorum_of_both_groups_opens_a_flagged_session_once(make_shim, tmp_pat
     assert {e["fields"]["audience"] for e in raised} == {"clinical_engineering", "infosec"}
     assert {e["fields"]["session_id"] for e in raised} == {session_id}
     assert all(e["severity"] <= 1 for e in raised)  # ALERT or worse
+
+    def at_central() -> list[dict[str, Any]]:
+        with central.client() as client:
+            answer = client.get("/api/v1/events", params={"kind": "breakglass_session"})
+        return list(answer.json()["items"]) if answer.status_code == 200 else []
+
+    arrived = wait_for(
+        lambda: len(at_central()) == 2 and at_central(), "both alerts at central", 15
+    )
+    assert {e["fields"]["audience"] for e in arrived} == {"clinical_engineering", "infosec"}
 
     rig.tech.hangup()
     recording = wait_for(
