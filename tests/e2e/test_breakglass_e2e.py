@@ -5,8 +5,8 @@ code once both groups approved; `breakglass <code>` at the real daemon's
 PTY opens a session flagged break-glass (the notice on the port, the
 recording's header, `session_start`) and raises two alerts, one per
 audience, at once, to the SIEM and to central; the same code never passes
-again; a group alone cannot
-make a working code; provisioning needs an admin's code."""
+again; a group alone cannot make a working code; provisioning needs an
+admin's code."""
 
 from __future__ import annotations
 
