@@ -84,7 +84,13 @@ STATUS: dict[str, int] = {
     Refusal.WRONG_GROUP: 422,
     Refusal.UNKNOWN_GROUP: 422,
 }
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
 log = logging.getLogger("shimmfa.quorum.api")
 
 
