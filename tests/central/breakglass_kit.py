@@ -84,3 +84,66 @@ def age_seal(plaintext: str, tek: str) -> str:
         ["age", "-r", tek, "-a"], input=plaintext, capture_output=True, text=True, check=True,
         timeout=30,
     ).stdout  # fmt: skip
+
+
+class BreakGlass:
+    """A registered shim with a registered deal, and an API token for each
+    holder (named like the holder, in the holder's role), for the
+    requester `rita` (clinical engineering) and for an admin."""
+
+    def __init__(self, client: Any, central: Any, shim: Any) -> None:
+        from shimmfa.central import access
+
+        self.client, self.central, self.shim = client, central, shim
+        self.deal = Deal()
+        answer = client.post(
+            f"/api/v1/shims/{shim.shim_id}/breakglass", json=self.deal.record(), headers=shim.auth
+        )
+        assert answer.status_code == 201, answer.text
+        people = {h.name: h.role for h in self.deal.holders.values()}
+        people |= {"rita": "clinical_engineering", "root": "admin", "audrey": "auditor"}
+        self.tokens = {
+            name: access.create_token(central, name, role, actor="test")[1]
+            for name, role in people.items()
+        }
+
+    def as_(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+    def open(self, who: str = "rita", ttl: int = 3600) -> tuple[dict[str, Any], str]:
+        answer = self.client.post(
+            "/api/v1/breakglass/requests",
+            json={"shim_id": self.shim.shim_id, "reason": "infusion pump 7 alarms", "ttl": ttl},
+            headers=self.as_(who),
+        )
+        assert answer.status_code == 201, answer.text
+        return answer.json()["request"], answer.json()["kek"]
+
+    def approve(self, request: dict[str, Any], name: str, toc_of: str | None = None) -> Any:
+        sealed = self.deal.sealed(toc_of or name, request["tek"])
+        return self.client.post(
+            f"/api/v1/breakglass/requests/{request['id']}/approvals",
+            json={"encrypted_toc": sealed},
+            headers=self.as_(name),
+        )
+
+    def code(self, request: dict[str, Any], kek: str, who: str = "rita") -> Any:
+        return self.client.post(
+            f"/api/v1/breakglass/requests/{request['id']}/code",
+            json={"kek": kek},
+            headers=self.as_(who),
+        )
+
+    def state(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = self.client.get(
+            f"/api/v1/breakglass/requests/{request['id']}", headers=self.as_("audrey")
+        )
+        assert answer.status_code == 200, answer.text
+        document: dict[str, Any] = answer.json()
+        return document
+
+    def events(self, prefix: str = "breakglass_") -> list[dict[str, Any]]:
+        items = self.client.get(
+            "/api/v1/events", params={"source": "central", "limit": 1000}, headers=self.as_("root")
+        ).json()["items"]
+        return [e for e in items if e["kind"].startswith(prefix)]

@@ -292,12 +292,8 @@ def _summary(deal: DealRecord) -> str:
 
 
 def _deals_naming(session: Session, group_ids: list[str]) -> list[BreakglassDeal]:
-    query = (
-        select(BreakglassDeal)
-        .join(BreakglassHolder, BreakglassHolder.deal_pk == BreakglassDeal.id)
-        .where(BreakglassHolder.group_id.in_(group_ids))
-        .distinct()
-    )
+    holding = select(BreakglassHolder.deal_pk).where(BreakglassHolder.group_id.in_(group_ids))
+    query = select(BreakglassDeal).where(BreakglassDeal.id.in_(holding)).order_by(BreakglassDeal.id)
     return list(session.scalars(query))
 
 
