@@ -71,6 +71,7 @@ __all__ = [
     "parse_deal",
     "register_deal",
     "shim_deals",
+    "shims_with_deals",
 ]
 
 ROLES = ("clinical_engineering", "infosec")
@@ -343,6 +344,19 @@ def deal_json(row: BreakglassDeal) -> dict[str, Any]:
 def current_deal(central: Central, shim_id: str) -> BreakglassDeal | None:
     with central.sessions() as session:
         return _current(session, shim_id)
+
+
+def shims_with_deals(central: Central, limit: int = 1000) -> list[str]:
+    """The shims that have a current deal (whose code can be requested)."""
+    with central.sessions() as session:
+        return list(
+            session.scalars(
+                select(BreakglassDeal.shim_id)
+                .where(BreakglassDeal.replaced_at.is_(None))
+                .order_by(BreakglassDeal.shim_id)
+                .limit(limit)
+            )
+        )
 
 
 def shim_deals(central: Central, shim_id: str) -> list[BreakglassDeal]:
