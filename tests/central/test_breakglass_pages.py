@@ -51,7 +51,7 @@ def opened(rita: TestClient, shim_id: str = "shim-a") -> tuple[int, str]:
         "/ui/breakglass",
         data={
             "shim_id": shim_id,
-            "reason": "pump 7 alarm",
+            "reason": "pump 7 alarm\r\nvendor on site",  # a textarea's lines
             "ttl_minutes": "60",
             "csrf_token": csrf(rita),
         },  # fmt: skip

@@ -172,7 +172,7 @@ def create_request(
 ) -> NewRequest:
     if principal.role not in REQUESTERS:
         raise Forbidden(f"the {principal.role} role may not request break-glass", "forbidden")
-    reason = reason.strip()
+    reason = reason.replace("\r\n", "\n").replace("\r", "\n").strip()  # a form's lines
     if not 1 <= len(reason) <= MAX_REASON or not reason.replace("\n", " ").isprintable():
         raise Invalid(f"reason: say why, in 1 to {MAX_REASON} printable characters", "reason")
     if not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
