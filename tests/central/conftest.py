@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pytest_postgresql.janitor import DatabaseJanitor
 
+from central.breakglass_kit import BreakGlass
 from central.kit import ManualClock, SimShim
 from central.postgres import PostgresServer, postgres_available
 from shimmfa.central import access, schema
@@ -151,3 +152,9 @@ def shim(client: TestClient, admin: dict[str, str]) -> SimShim:
     assert answer.status_code == 201, answer.text
     sim.credential = answer.json()["credential"]
     return sim
+
+
+@pytest.fixture
+def breakglass(client: TestClient, central: Central, shim: SimShim) -> BreakGlass:
+    """`shim` with a registered break-glass deal, and tokens for its holders."""
+    return BreakGlass(client, central, shim)

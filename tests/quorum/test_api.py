@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from quorum.kit import ManualClock, one_group
 from shimmfa.quorum.age_tocs import seal_toc
 from shimmfa.quorum.api import create_app
+from shimmfa.quorum.approvers import Approver
 from shimmfa.quorum.oracle import Oracle
 from shimmfa.quorum.store_memory import MemoryGroupRegistry, MemorySessionStore
 
@@ -173,11 +174,43 @@ def test_the_approver_hook_names_who_sent_each_toc(
     problem(
         client.post(f"/sessions/{sid}/tocs", json=body, headers={"x-operator": "nobody"}),
         401,
-        "http_error",
-    )  # noqa: E501
+        "unauthorized",
+    )
     client.post(f"/sessions/{sid}/tocs", json=body, headers={"x-operator": "bob"})
     state = store.read(sid)
     assert state is not None and [toc.approver for toc in state.tocs] == ["alice", "bob"]
+
+
+def test_a_host_that_knows_its_approvers_gets_403_and_every_call_authenticated(
+    clock: ManualClock, store: MemorySessionStore
+) -> None:
+    """The hook runs on reads and code requests too; an `Approver` holding
+    none of the session's groups is 403 `not_permitted`, and the code goes
+    to the named applicant only."""
+    tocs = one_group(3, 2)
+
+    def approver(request: Request) -> Approver:
+        name = request.headers.get("x-operator", "")
+        if not name:
+            raise HTTPException(401, "log in first")
+        held = frozenset() if name == "mallory" else frozenset({tocs[0].group_id})
+        return Approver(name, held)
+
+    app = create_app(Oracle(store, MemoryGroupRegistry(), clock=clock), approver=approver)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        alice, bob = {"x-operator": "alice"}, {"x-operator": "bob"}
+        opened = client.post("/sessions", json={"toc_zero": tocs[0].as_dict()}, headers=alice)
+        sid, tek, kek = opened.json()["id"], opened.json()["tek"], opened.json()["kek"]
+        problem(client.get(f"/sessions/{sid}"), 401, "unauthorized")
+        body = {"encrypted_toc": seal_toc(tocs[1], tek)}
+        refused = client.post(f"/sessions/{sid}/tocs", json=body, headers={"x-operator": "mallory"})
+        problem(refused, 403, "not_permitted")
+        assert client.get(f"/sessions/{sid}", headers=bob).json()["tocs_provided"] == 1
+        assert client.post(f"/sessions/{sid}/tocs", json=body, headers=bob).status_code == 200
+        problem(client.post(f"/sessions/{sid}/totp", json={"kek": kek}, headers=bob), 403,
+                "not_permitted")  # fmt: skip
+        code = client.post(f"/sessions/{sid}/totp", json={"kek": kek}, headers=alice)
+        assert code.status_code == 200 and code.json()["totp"].isdigit()
 
 
 def test_an_unexpected_error_is_still_json(clock: ManualClock) -> None:

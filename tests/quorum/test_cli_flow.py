@@ -17,7 +17,15 @@ from typing import Any
 
 import pytest
 
-from quorum.kit import SECRET, needs_oathtool, oathtool, shimmfa
+from quorum.kit import (
+    SECRET,
+    age_decrypt,
+    age_keygen,
+    needs_age,
+    needs_oathtool,
+    oathtool,
+    shimmfa,
+)
 from quorum.server import OracleServer
 
 pytestmark = [pytest.mark.e2e, needs_oathtool]
@@ -134,3 +142,24 @@ def test_the_client_refuses_a_bad_session_id_before_sending_it(
     (kek := tmp_path / "kek").write_text("AAAA")
     done = totp(oracle, {"id": "../../admin"}, kek)
     assert done.returncode == 1 and "16 base32 characters" in done.stderr
+
+
+@needs_age
+def test_seal_prints_a_holders_toc_sealed_to_a_tek_for_the_central_approval_page(
+    deal_dir: Path, tmp_path: Path
+) -> None:
+    """What a holder pastes into central's page: Debian's age opens it with
+    the session's identity, and it is the holder's own Toc."""
+    tek = age_keygen(tmp_path / "session.key")
+    done = shimmfa(
+        "quorum", "seal", "--tek", tek, "--toc-file", deal_dir / "deal.json",
+        "--player", "infosec/ivan", "-i", deal_dir / "ivan.key",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("-----BEGIN AGE ENCRYPTED FILE-----")
+    opened = age_decrypt(done.stdout, tmp_path / "session.key")
+    assert opened.returncode == 0, opened.stderr
+    toc = json.loads(opened.stdout)
+    deal = json.loads((deal_dir / "deal.json").read_text())
+    assert toc["group_id"] == deal["groups"]["infosec"]["group_id"]
+    assert "AGE-SECRET-KEY" not in done.stdout + done.stderr

@@ -22,6 +22,10 @@ EXPORTED = {
         "STATUS", "AddToc", "ApproverHook", "Error", "NewSession", "Session",
         "SessionCredentials", "SessionKeyEncryptionKey", "TOTPCode", "create_app",
     },
+    "approvers": {
+        "MAX_NAME_CHARS", "Approver", "approver_of", "check_release", "groups_held",
+        "sent_already",
+    },
     "client": {"OracleClient"},
     "dealing": {
         "PlayerSpec", "deal_document", "dealt_groups", "normalised_secret", "parse_group",
@@ -32,6 +36,11 @@ EXPORTED = {
     "records": {
         "Change", "GroupRegistry", "Refusal", "SealedToc", "SessionRecord", "SessionState",
         "SessionStore", "TocStatus", "applied", "deal_record",
+    },
+    "refusals": {
+        "DEFAULT_TTL", "MAX_TTL", "MIN_TTL", "TOC_REFUSALS", "below", "check_sender",
+        "check_ttl", "ciphertext_again", "closed", "expired", "full", "not_found", "not_own",
+        "problem", "unknown_group",
     },
     "serve": {"ServeOptions", "build_app", "load_deal", "run"},
     "session_keys": {"IDENTITY_CHARS", "SessionKeys", "new_session_keys", "open_identity"},

@@ -9,7 +9,9 @@ Rules:
   while it holds the lease) and stops it, releasing the lease, at shutdown;
   on PostgreSQL it opens the heartbeat's fast path (`ingest_async`).
 - The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`;
-  the web UI under `/ui` (`central/ui/`), its files under `/static`.
+  the web UI under `/ui` (`central/ui/`), its files under `/static`; the
+  quorum oracle (farMFA's four endpoints) under `/quorum`
+  (`oracle_mount`), its own OpenAPI at `/quorum/openapi.json`.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from shimmfa import __version__
-from shimmfa.central import schema, ui
+from shimmfa.central import oracle_mount, schema, ui
 from shimmfa.central.api import (
+    breakglass,
     chain,
     errors,
     events,
     ingest,
     login,
     recordings,
+    reviews,
     shim_sync,
     shims,
     technicians,
@@ -93,8 +97,11 @@ def create_app(
         technicians.router,
         shim_sync.router,
         recordings.router,
+        breakglass.router,
+        reviews.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
+    oracle_mount.mount(app, central)
     return app
 
 

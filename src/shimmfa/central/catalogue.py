@@ -11,7 +11,12 @@ Rules:
   state DB was replaced), `tampered` (a heartbeat or event reports tamper).
 - Audit: every change an operator or token makes, and each login; the
   technicians' enrolment, assignments and revocation; each recording
-  stored or refused, and each playback and export.
+  stored or refused, and each playback and export; break-glass: each deal
+  a shim registers (and the one it replaces), each request, each Toc sent
+  or refused or set aside (with the authenticated approver), each code
+  released, each review opened, signed and closed.
+- `breakglass_review_overdue` (an alarm, ALERT): a review still open 24
+  hours after the shim's break-glass session was first reported.
 """
 
 from __future__ import annotations
@@ -23,7 +28,17 @@ from shimmfa.core.events import CATALOGUE, EventKind
 
 __all__ = ["ALARMS", "AUDIT", "CENTRAL_KINDS"]
 
-ALARMS = frozenset({"missing", "recovered", "rebooted", "state_reset", "tampered"})
+ALARMS = frozenset(
+    {
+        "missing",
+        "recovered",
+        "rebooted",
+        "state_reset",
+        "tampered",
+        # issue 16: a break-glass review nobody closed within 24 hours
+        "breakglass_review_overdue",
+    }
+)
 AUDIT = frozenset(
     {
         "operator_created",
@@ -56,6 +71,18 @@ AUDIT = frozenset(
         "recording_rejected",
         "recording_played",
         "recording_exported",
+        # issue 16: break-glass deals, requests, approvals, codes and reviews
+        "breakglass_deal_registered",
+        "breakglass_deal_replaced",
+        "breakglass_requested",
+        "breakglass_session_opened",
+        "breakglass_approved",
+        "breakglass_approval_refused",
+        "breakglass_toc_set_aside",
+        "breakglass_code_released",
+        "breakglass_review_opened",
+        "breakglass_review_signed",
+        "breakglass_review_closed",
     }
 )
 CENTRAL_KINDS: Mapping[str, EventKind] = MappingProxyType(

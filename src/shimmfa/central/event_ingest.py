@@ -18,7 +18,9 @@ Rules:
   tampered (one `tampered` alarm); `latch_reset` clears that.
 - `session_start`, `session_end` and `auth_success` events also go into
   the session index and technicians' last logins (`sessions.note_event`),
-  in the same transaction.
+  in the same transaction; a `breakglass_session` event, or a
+  `session_start` with `break_glass: true`, opens the session's review
+  once (`reviews.note_event`), in the same transaction too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from shimmfa.central import reviews
 from shimmfa.central.context import Central, ShimIdentity
 from shimmfa.central.ingest import move, refusal, verify_for
 from shimmfa.central.models import EventRow, ShimRow
@@ -112,6 +115,9 @@ def ingest_events(central: Central, identity: ShimIdentity, document: object) ->
                 _act(central, session, shim, event, now)
                 if event.kind in INDEXED_KINDS:
                     note_event(session, shim.shim_id, event.kind, event.at, event.fields)
+                if event.kind in reviews.REVIEW_KINDS:
+                    reviews.note_event(session, shim.shim_id, event.kind, event.at, event.fields,
+                                       now=now, forward=central.forward)  # fmt: skip
     return BatchResult(len(parsed), len(fresh), stale)
 
 

@@ -1,5 +1,6 @@
-"""The fleet monitor: raises `missing`, `recovered`, `rebooted` and
-`tampered` alarms, and prunes old heartbeats.
+"""The fleet monitor: raises `missing`, `recovered`, `rebooted`,
+`tampered` and `breakglass_review_overdue` alarms, and prunes old
+heartbeats.
 
 Rules:
 - Exactly one evaluator at a time across workers and instances: every pass
@@ -18,6 +19,9 @@ Rules:
   when the window ends). Raised once per absence; `recovered` (with the gap
   in seconds) when it is heard again. `rebooted`: its boot count went up
   without a `shim_stopping` before.
+- `breakglass_review_overdue`: a break-glass review still open 24 hours
+  after it opened (`reviews.raise_overdue`, in the same pass and lease:
+  raised once).
 - Pruning deletes at most `prune_batch` heartbeat rows (and heartbeat
   events) older than the retention per pass, oldest first, by primary key.
 - The lease holder also forwards central events to the SIEM (`siem.py`).
@@ -36,6 +40,7 @@ from typing import Protocol
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from shimmfa.central import reviews
 from shimmfa.central.context import Central
 from shimmfa.central.models import EventRow, HeartbeatRow, Lease, MaintenanceWindow, ShimRow
 from shimmfa.central.records import record
@@ -80,6 +85,7 @@ class Monitor:
             for shim in due:
                 alarms += self._evaluate(session, shim, now)
                 evaluated += 1
+            alarms += reviews.raise_overdue(session, now, forward=self.central.forward)
         pruned = self._prune(now)
         return PassResult(True, evaluated, alarms, pruned)
 

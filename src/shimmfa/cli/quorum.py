@@ -1,6 +1,7 @@
 """`shimmfa quorum`: break-glass by quorum, farMFA-compatible. The dealer
 (`keygen`, `deal`, `register`), the oracle (`serve`) and its client
-(`open`, `approve`, `status`, `totp`). Secrets (the TOTP secret, identities,
+(`open`, `approve`, `seal`, `status`, `totp`; `--token-file` for the oracle
+inside the central service). Secrets (the TOTP secret, identities,
 the KEK) are read from files or stdin and written to files made 0600; none
 is ever accepted on the command line or printed, except a new identity
 when `keygen` has no `-o` (as `age-keygen` does)."""
@@ -49,6 +50,22 @@ Identity = Annotated[
 Player = Annotated[
     str | None, typer.Option("--player", help="Your name in the dealer's output (GROUP/NAME).")
 ]
+TokenFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        help="A file holding your API token (smt_...), for the oracle inside the central "
+        "service (--url https://CENTRAL/quorum).",
+    ),
+]
+
+
+def _token(path: Path | None) -> str | None:
+    from shimmfa.quorum.holder import read_text
+
+    if path is None:
+        return None
+    return read_text(path).strip() or None
 
 
 def write_private(path: Path, text: str) -> None:
@@ -253,6 +270,7 @@ def open_session(
     player: Player = None,
     ttl: Annotated[int, typer.Option(help="Seconds until the session expires (60..86400).")] = 60,
     ca_file: CaFile = None,
+    token_file: TokenFile = None,
 ) -> None:
     """Ask for the code (you are the applicant): open a session with your
     own Toc. Prints the session and its TEK for the other holders; the KEK
@@ -262,7 +280,7 @@ def open_session(
     toc = _holder_toc(toc_file, identity, player)
     if kek_file.exists():
         raise QuorumError(f"{kek_file} exists; remove it or choose another file")
-    with OracleClient(url, ca_file=ca_file) as client:
+    with OracleClient(url, ca_file=ca_file, token=_token(token_file)) as client:
         credentials = client.open_session(toc, ttl)
     kek = credentials.pop("kek", None)
     if not isinstance(kek, str):
@@ -280,6 +298,7 @@ def approve(
     identity: Identity = None,
     player: Player = None,
     ca_file: CaFile = None,
+    token_file: TokenFile = None,
 ) -> None:
     """Approve a session (you hold a Toc): seal your Toc to the session's
     TEK and send it."""
@@ -288,7 +307,7 @@ def approve(
 
     toc = _holder_toc(toc_file, identity, player)
     sealed = seal_toc(toc, parse_recipient(tek))
-    with OracleClient(url, ca_file=ca_file) as client:
+    with OracleClient(url, ca_file=ca_file, token=_token(token_file)) as client:
         client.submit(session, sealed)
         state = client.session(session)
     typer.echo(
@@ -297,12 +316,30 @@ def approve(
     )
 
 
+@app.command("seal")
+def seal(
+    toc_file: TocFile,
+    tek: Annotated[str, typer.Option("--tek", help="The session's TEK (age1...).")],
+    identity: Identity = None,
+    player: Player = None,
+) -> None:
+    """Seal your Toc to a session's TEK and print it (armored age), to paste
+    into the central service's approval page: your Toc in clear never
+    leaves this machine."""
+    from shimmfa.quorum.age_tocs import parse_recipient, seal_toc
+
+    toc = _holder_toc(toc_file, identity, player)
+    typer.echo(seal_toc(toc, parse_recipient(tek)), nl=False)
+
+
 @app.command("status")
-def status(session: SessionId, url: Url, ca_file: CaFile = None) -> None:
+def status(
+    session: SessionId, url: Url, ca_file: CaFile = None, token_file: TokenFile = None
+) -> None:
     """Show a session: how many Tocs it has and needs, and when it expires."""
     from shimmfa.quorum.client import OracleClient
 
-    with OracleClient(url, ca_file=ca_file) as client:
+    with OracleClient(url, ca_file=ca_file, token=_token(token_file)) as client:
         _echo_json(client.session(session))
 
 
@@ -312,13 +349,14 @@ def totp(
     kek_file: Annotated[Path, typer.Option("--kek-file", help="The KEK `open` kept.")],
     url: Url,
     ca_file: CaFile = None,
+    token_file: TokenFile = None,
 ) -> None:
     """Get the code (once) when enough holders have approved."""
     from shimmfa.quorum.client import OracleClient
     from shimmfa.quorum.holder import read_text
 
     kek = read_text(kek_file).strip()
-    with OracleClient(url, ca_file=ca_file) as client:
+    with OracleClient(url, ca_file=ca_file, token=_token(token_file)) as client:
         code = client.release(session, kek)
     typer.echo(code.get("totp", ""))
     err(f"valid until {code.get('totp_expires_at')}; the session is now closed")

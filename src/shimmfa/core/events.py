@@ -107,14 +107,6 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
     ),
     EventKind("session_meta", "Session note", NOTICE, True, ("session_id",), ("session_id",)),
     EventKind(
-        "breakglass_session",
-        "BREAK-GLASS SESSION OPENED",
-        ALERT,
-        True,
-        ("session_id", "audience"),
-        ("session_id", "audience"),
-    ),
-    EventKind(
         "breakglass_provisioned",
         "Break-glass secret provisioned",
         WARNING,
@@ -132,6 +124,16 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
     EventKind("state_recovered", "State recovered", WARNING, True, (), ("authorised_by",)),
     EventKind("recording_unavailable", "Recording unavailable", CRITICAL, True, (), ("reason",)),
     EventKind("shim_stopping", "Shim shutting down", NOTICE, True, (), ("reason",)),
+    # a break-glass session opened at the shim: sent twice, once per audience
+    # (clinical_engineering, infosec), so that each department hears of it
+    EventKind(
+        "breakglass_session",
+        "BREAK-GLASS SESSION (emergency access)",
+        ALERT,
+        True,
+        ("session_id", "audience"),
+        ("session_id", "audience"),
+    ),
     EventKind("heartbeat", "Heartbeat", INFO, False, (), ("seq", "state")),
     # the central service's alarms about shims, and its audit trail
     EventKind("missing", "Shim missing: no heartbeat for three periods", ALERT, True),
@@ -168,6 +170,23 @@ CATALOGUE: Mapping[str, EventKind] = _kinds(
     EventKind("recording_rejected", "Recording upload refused", WARNING, True),
     EventKind("recording_played", "Recording played back", NOTICE, True),
     EventKind("recording_exported", "Recording exported", NOTICE, True),
+    # the central service's break-glass workflow (issue 16) and its reviews
+    EventKind("breakglass_deal_registered", "Break-glass deal registered", NOTICE, True),
+    EventKind(
+        "breakglass_deal_replaced", "Break-glass deal replaced by a newer one", WARNING, True
+    ),
+    EventKind("breakglass_requested", "Break-glass requested", WARNING, True),
+    EventKind("breakglass_session_opened", "Break-glass oracle session opened", NOTICE, True),
+    EventKind("breakglass_approved", "Break-glass approval (a Toc) received", NOTICE, True),
+    EventKind("breakglass_approval_refused", "Break-glass approval refused", WARNING, True),
+    EventKind("breakglass_toc_set_aside", "Break-glass Toc set aside", WARNING, True),
+    EventKind("breakglass_code_released", "BREAK-GLASS CODE RELEASED", ALERT, True),
+    EventKind("breakglass_review_opened", "Break-glass review opened", NOTICE, True),
+    EventKind("breakglass_review_signed", "Break-glass review signed off", NOTICE, True),
+    EventKind("breakglass_review_closed", "Break-glass review closed", NOTICE, True),
+    EventKind(
+        "breakglass_review_overdue", "Break-glass review still open after 24 hours", ALERT, True
+    ),
     EventKind("outbox_filling", "SIEM outbox filling", WARNING, True, (), ("rows", "max_rows")),
 )
 

@@ -14,6 +14,9 @@ Modules:
     session_keys the session's TEK/KEK pair (farMFA's one-time-pad scheme)
     dealing      the dealer: player and group specs -> the dealer's JSON
     records      what a session is made of; the store and registry seams
+    approvers    who calls, as the host authenticated them: the groups they
+                 hold, one Toc each, the code to the applicant only
+    refusals     the oracle's refusals, in words
     oracle       the rules: open, submit, release once (no HTTP here)
     api          the FastAPI app over an `Oracle` (farMFA's paths and bodies)
     store_memory sessions and dealt groups in memory (`serve --ephemeral`)

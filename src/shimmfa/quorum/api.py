@@ -11,13 +11,17 @@ Rules of this module:
 
 - `create_app(oracle, approver=...)` builds the app; nothing at import
   time. The central service mounts it (e.g. at `/quorum`) and passes
-  `approver`, a callable that authenticates the request and returns the
-  operator's name (or raises an HTTPException, e.g. 401); it is recorded
-  with toc_zero (the applicant) and with each Toc (the approver).
+  `approver`, a callable that authenticates the request (every request,
+  reads too) and returns the operator's name or an `approvers.Approver`
+  (or raises an HTTPException, e.g. 401, or a `QuorumError`); it is
+  recorded with toc_zero (the applicant) and with each Toc (the approver),
+  and a named caller asking for the code must be the applicant (403
+  `not_permitted`, as a Toc from someone who holds none of the session's
+  groups).
 - Every error is JSON `{code, message}`: a `QuorumError` maps through
-  `STATUS` (400 bad KEK or undecryptable, 404, 409 duplicate, below the
-  threshold, not combining, too many, 410 expired or released, 422
-  malformed, another group, an unknown group); a body that does not
+  `STATUS` (400 bad KEK or undecryptable, 403 not permitted, 404, 409
+  duplicate, below the threshold, not combining, too many, 410 expired or
+  released, 422 malformed, another group, an unknown group); a body that does not
   validate is 422 `malformed`; an unknown path 404, a wrong method 405, a
   body over `max_body_bytes` 413. A last-resort handler answers anything
   else as 500 `internal_error` in JSON and logs it, but no input should
@@ -46,6 +50,7 @@ from starlette.exceptions import HTTPException
 from shimmfa import __version__
 from shimmfa.errors import QuorumError
 from shimmfa.quorum.age_tocs import MAX_SEALED_CHARS
+from shimmfa.quorum.approvers import Approver
 from shimmfa.quorum.oracle import DEFAULT_TTL, MAX_TTL, MIN_TTL, Oracle
 from shimmfa.quorum.records import Refusal
 
@@ -62,11 +67,12 @@ __all__ = [
     "create_app",
 ]
 
-ApproverHook = Callable[[Request], "str | None"]
+ApproverHook = Callable[[Request], "str | Approver | None"]
 MAX_BODY_BYTES = 64 * 1024
 STATUS: dict[str, int] = {
     Refusal.BAD_KEK: 400,
     Refusal.UNDECRYPTABLE: 400,
+    Refusal.NOT_PERMITTED: 403,
     Refusal.NOT_FOUND: 404,
     Refusal.DUPLICATE: 409,
     Refusal.BELOW_THRESHOLD: 409,
@@ -78,7 +84,13 @@ STATUS: dict[str, int] = {
     Refusal.WRONG_GROUP: 422,
     Refusal.UNKNOWN_GROUP: 422,
 }
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+_HTTP_CODES = {
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
 log = logging.getLogger("shimmfa.quorum.api")
 
 
@@ -143,7 +155,7 @@ def create_app(
 ) -> FastAPI:
     """farMFA's oracle API over `oracle`; `approver` names who calls."""
 
-    def who(request: Request) -> str | None:
+    def who(request: Request) -> str | Approver | None:
         return approver(request) if approver is not None else None
 
     app = FastAPI(
@@ -161,8 +173,9 @@ def create_app(
         return JSONResponse(credentials.as_dict())
 
     @app.get("/sessions/{session_id}", response_model=Session)
-    def get_session(session_id: str) -> JSONResponse:
+    def get_session(session_id: str, request: Request) -> JSONResponse:
         """The session's state: how many Tocs it has and needs."""
+        who(request)  # authenticates, where the host authenticates callers
         return JSONResponse(oracle.session(session_id).as_dict())
 
     @app.post("/sessions/{session_id}/tocs")
@@ -172,9 +185,11 @@ def create_app(
         return Response(status_code=200)
 
     @app.post("/sessions/{session_id}/totp", response_model=TOTPCode)
-    def generate_totp(session_id: str, body: SessionKeyEncryptionKey) -> JSONResponse:
+    def generate_totp(
+        session_id: str, body: SessionKeyEncryptionKey, request: Request
+    ) -> JSONResponse:
         """Release the current TOTP code, once, when the quorum is reached."""
-        return JSONResponse(oracle.release(session_id, body.kek).as_dict())
+        return JSONResponse(oracle.release(session_id, body.kek, who(request)).as_dict())
 
     app.add_exception_handler(QuorumError, _quorum_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

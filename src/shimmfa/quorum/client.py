@@ -3,7 +3,8 @@ farMFA's own): what `shimmfa quorum open`, `approve`, `status` and `totp`
 use.
 
 Rules: the oracle's base URL may carry a path (the central service mounts
-the oracle at `/quorum`); a session id is checked to be 16 base32
+the oracle at `/quorum`, and wants an API token: `token` goes in an
+`Authorization: Bearer` header); a session id is checked to be 16 base32
 characters before it goes into a URL; secrets (the KEK, Tocs) travel only
 in request bodies. An error answer becomes a `QuorumError` whose reason is
 the oracle's `code` and whose message is the oracle's; a network failure
@@ -36,6 +37,7 @@ class OracleClient:
         ca_file: Path | None = None,
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise QuorumError(f"--url {url[:80]!r}: give the oracle's http:// or https:// URL")
@@ -46,7 +48,10 @@ class OracleClient:
             except (OSError, ssl.SSLError) as exc:
                 raise QuorumError(f"--ca-file {ca_file}: {exc}") from None
         self.url = url.rstrip("/")
-        self._http = httpx.Client(verify=verify, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._http = httpx.Client(
+            verify=verify, timeout=timeout, transport=transport, headers=headers
+        )
 
     def __enter__(self) -> OracleClient:
         return self

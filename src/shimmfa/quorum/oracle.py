@@ -14,7 +14,10 @@ Rules of this module:
   `require_registered` (UNKNOWN_GROUP); a clear Toc (the 1-of-n group of
   an AND deal) is never trusted alone. The session id is 10 random bytes in
   base32; the TEK/KEK pair is `session_keys`'; toc_zero is kept sealed to the
-  TEK like every other Toc.
+  TEK like every other Toc. `open_for_deal(group_id, ttl)` opens a session
+  for a registered deal with no toc_zero at all (the applicant holds no
+  Toc, or sends theirs sealed like everyone else): the central service's
+  way, so that no Toc in clear ever reaches it.
 - AND deals: a session is keyed by the deal of toc_zero's group. Holders of
   every group of that deal send their Tocs to the same session (same TEK);
   the code needs every group's quorum (`core.toc.quorum_reached`) and is
@@ -25,7 +28,11 @@ Rules of this module:
   be seen: the armor of an age file (MALFORMED), the same ciphertext sent
   twice (DUPLICATE), no more Tocs than the deal has holders (TOO_MANY), an
   open session (EXPIRED, RELEASED). The approver (the authenticated
-  operator, when the central service passes one) is recorded with it.
+  operator, when the central service passes one) is recorded with it, and
+  what the host says the approver may hold is enforced (`approvers`: a
+  Toc of none of their groups is NOT_PERMITTED, 403; a second Toc from one
+  name a DUPLICATE; at release a Toc of a group its sender does not hold
+  is set aside as WRONG_GROUP; only a named applicant gets the code).
 - `release(session_id, kek)`: under the session's lock, the KEK opens the
   identity (BAD_KEK, 400), then every Toc is opened and admitted in
   submission order with `core.toc.check_admissible` against the session's
@@ -58,7 +65,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shimmfa.core.events import iso_time
 from shimmfa.core.toc import (
     Toc,
     TocGroup,
@@ -71,6 +77,13 @@ from shimmfa.core.toc_deal import combine_groups
 from shimmfa.core.totp import decode_secret, totp_code
 from shimmfa.errors import QuorumError, TocError
 from shimmfa.quorum import age_tocs
+from shimmfa.quorum.approvers import (
+    Approver,
+    approver_of,
+    check_release,
+    groups_held,
+    sent_already,
+)
 from shimmfa.quorum.records import (
     Change,
     GroupRegistry,
@@ -80,6 +93,23 @@ from shimmfa.quorum.records import (
     SessionState,
     SessionStore,
     TocStatus,
+)
+from shimmfa.quorum.refusals import (
+    DEFAULT_TTL,
+    MAX_TTL,
+    MIN_TTL,
+    TOC_REFUSALS,
+    below,
+    check_sender,
+    check_ttl,
+    ciphertext_again,
+    closed,
+    expired,
+    full,
+    not_found,
+    not_own,
+    problem,
+    unknown_group,
 )
 from shimmfa.quorum.session_keys import new_session_keys, open_identity
 from shimmfa.quorum.views import (
@@ -93,18 +123,9 @@ from shimmfa.quorum.views import (
 
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "MIN_TTL", "Oracle", "valid_session_id"]
 
-MIN_TTL, MAX_TTL, DEFAULT_TTL = 60, 86400, 60
 TOTP_PERIOD, TOTP_DIGITS = 30, 6
 RETENTION = 7 * 86400.0
-MAX_APPROVER_CHARS = 255
 _SESSION_ID = re.compile(r"[A-Z2-7]{16}")
-_TOC_REFUSALS = {
-    TocRejection.MALFORMED: Refusal.MALFORMED,
-    TocRejection.WRONG_GROUP: Refusal.WRONG_GROUP,
-    TocRejection.DUPLICATE: Refusal.DUPLICATE,
-    TocRejection.TOO_FEW: Refusal.BELOW_THRESHOLD,
-    TocRejection.MISMATCH: Refusal.MISMATCH,
-}
 log = logging.getLogger("shimmfa.quorum")
 
 
@@ -142,25 +163,47 @@ class Oracle:
         self,
         toc_zero: Toc | Mapping[str, Any] | str,
         ttl: object = DEFAULT_TTL,
-        applicant: str | None = None,
+        applicant: str | Approver | None = None,
     ) -> SessionCredentials:
         """A new session for the applicant holding `toc_zero`: the TEK to
         hand the constituents and the KEK (returned only here)."""
-        if not isinstance(ttl, int) or isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
-            raise QuorumError(
-                f"ttl must be an integer from {MIN_TTL} to {MAX_TTL} seconds", Refusal.MALFORMED
-            )
+        seconds = check_ttl(ttl)
         try:
             toc = toc_zero if isinstance(toc_zero, Toc) else parse_toc(toc_zero)
         except TocError as exc:
             raise QuorumError(f"toc_zero: {exc}", Refusal.MALFORMED) from None
+        who = approver_of(applicant)
         groups, registered = self._groups_of(toc)
+        return self._open(toc.group_id, groups, registered, seconds, who, toc)
+
+    def open_for_deal(
+        self, group_id: str, ttl: object = DEFAULT_TTL, applicant: str | Approver | None = None
+    ) -> SessionCredentials:
+        """A new session for the registered deal `group_id` belongs to, for an
+        applicant who holds no Toc of it (or will send theirs sealed like
+        everyone else): no Toc in clear ever reaches the oracle. Not one of
+        farMFA's endpoints; the central service's break-glass requests use it."""
+        seconds = check_ttl(ttl)
+        dealt = self._registry.deal_of(group_id) if self._registry is not None else None
+        if dealt is None:
+            raise unknown_group(group_id)
+        return self._open(group_id, tuple(dealt), True, seconds, approver_of(applicant), None)
+
+    def _open(
+        self,
+        group_id: str,
+        groups: tuple[TocGroup, ...],
+        registered: bool,
+        ttl: int,
+        who: Approver | None,
+        toc: Toc | None,
+    ) -> SessionCredentials:
         now = self._clock()
         self._store.sweep(now, now - self._retention)
         keys = new_session_keys(self._randbytes)
         session = SessionRecord(
             id=base64.b32encode(self._randbytes(10)).decode("ascii"),
-            toc_group_id=toc.group_id,
+            toc_group_id=group_id,
             groups=groups,
             registered=registered,
             ttl=ttl,
@@ -168,11 +211,16 @@ class Oracle:
             expires_at=now + ttl,
             tek=keys.tek,
             sealed_identity=keys.sealed,
-            applicant=_checked_identity(applicant),
+            applicant=who.name if who is not None else None,
         )
-        sealed = age_tocs.seal_toc(toc, keys.tek)
-        first = SealedToc(0, sealed, _digest(sealed), session.applicant, now)
-        state = SessionState(session, (first,))
+        first: tuple[SealedToc, ...] = ()
+        if toc is not None:
+            holds = groups_held(who, session)
+            if holds is not None and toc.group_id not in holds:
+                raise not_own(who, toc)
+            sealed = age_tocs.seal_toc(toc, keys.tek)
+            first = (SealedToc(0, sealed, _digest(sealed), session.applicant, now, holds=holds),)
+        state = SessionState(session, first)
         self._store.create(state)
         self._emit("session_opened", session, now, session.applicant)
         return SessionCredentials(view_of(state), keys.tek, keys.kek)
@@ -190,10 +238,7 @@ class Oracle:
                 ) from None
             return tuple(dealt), True
         if self._require_registered:
-            raise QuorumError(
-                f"group {toc.group_id} was not dealt through this oracle's registry",
-                Refusal.UNKNOWN_GROUP,
-            )
+            raise unknown_group(toc.group_id)
         if toc.clear:
             raise QuorumError(
                 f"toc_zero is a 1-of-n Toc of an AND deal: register the deal (group "
@@ -207,14 +252,16 @@ class Oracle:
     def session(self, session_id: str) -> SessionView:
         state = self._store.read(session_id) if valid_session_id(session_id) else None
         if state is None:
-            raise _not_found()
+            raise not_found()
         if self._clock() >= state.session.expires_at:
-            raise _expired(state.session)
+            raise expired(state.session)
         return view_of(state)
 
     # -- submit ----------------------------------------------------------------------------------
 
-    def submit(self, session_id: str, armored: str, approver: str | None = None) -> SessionView:
+    def submit(
+        self, session_id: str, armored: str, approver: str | Approver | None = None
+    ) -> SessionView:
         """Add a constituent's sealed Toc; returns the session as it now is."""
         try:
             if not isinstance(armored, str):
@@ -223,43 +270,47 @@ class Oracle:
         except QuorumError as exc:
             raise QuorumError(f"encrypted_toc: {exc}", Refusal.MALFORMED) from None
         digest = hashlib.sha256(payload).hexdigest()
-        approver = _checked_identity(approver)
+        who = approver_of(approver)
+        name = who.name if who is not None else None
         now = self._clock()
 
         def decide(state: SessionState) -> tuple[Change, SessionState | QuorumError]:
-            refusal = _closed(state.session, now)
+            shut = closed(state.session, now)
+            if shut is not None:
+                return Change(forget=shut.reason == Refusal.EXPIRED), shut
+            try:
+                holds = groups_held(who, state.session)
+            except QuorumError as exc:
+                return Change(), exc
+            refusal = ciphertext_again(state, digest) or sent_already(who, state) or full(state)
             if refusal is not None:
-                return Change(forget=refusal.reason == Refusal.EXPIRED), refusal
-            if any(toc.digest == digest for toc in state.tocs):
-                return Change(), QuorumError(
-                    "this sealed Toc was sent to the session already", Refusal.DUPLICATE
-                )
-            if len(state.live_tocs()) >= state.session.holders:
-                return Change(), QuorumError(
-                    f"the session holds {state.session.holders} Tocs already, as many as "
-                    "were dealt: open a new session",
-                    Refusal.TOO_MANY,
-                )
-            added = SealedToc(state.tocs[-1].seq + 1, armored, digest, approver, now)
+                return Change(), refusal
+            seq = max((toc.seq for toc in state.tocs), default=-1) + 1
+            added = SealedToc(seq, armored, digest, name, now, holds=holds)
             return Change(add=added), SessionState(state.session, (*state.tocs, added))
 
         outcome = self._store.update(session_id, decide) if valid_session_id(session_id) else None
         if outcome is None:
-            raise _not_found()
+            raise not_found()
         if isinstance(outcome, QuorumError):
+            if outcome.reason in (Refusal.NOT_PERMITTED, Refusal.DUPLICATE, Refusal.TOO_MANY):
+                self._refused(session_id, now, name, outcome.reason)
             raise outcome
-        self._emit("toc_submitted", outcome.session, now, approver)
+        self._emit("toc_submitted", outcome.session, now, name)
         return view_of(outcome)
 
     # -- release ---------------------------------------------------------------------------------
 
-    def release(self, session_id: str, kek: object) -> TotpCode:
+    def release(
+        self, session_id: str, kek: object, caller: str | Approver | None = None
+    ) -> TotpCode:
         """The current code, once, if every group has its quorum."""
         now = self._clock()
+        who = approver_of(caller)
 
         def decide(state: SessionState) -> tuple[Change, _Released]:
             session = state.session
-            refusal = _closed(session, now)
+            refusal = closed(session, now) or check_release(who, session)
             if refusal is not None:
                 forget = refusal.reason == Refusal.EXPIRED
                 return Change(forget=forget), _Released(session, refusal)
@@ -273,9 +324,10 @@ class Oracle:
             for sealed in state.live_tocs():
                 try:
                     toc = age_tocs.open_toc(sealed.armored, [identity])
+                    check_sender(sealed, toc)
                     check_admissible(toc, admitted, session.groups)
                 except (QuorumError, TocError) as exc:
-                    refused.append((sealed, _problem(sealed, exc)))
+                    refused.append((sealed, problem(sealed, exc)))
                     continue
                 admitted.append(toc)
                 used.append(sealed)
@@ -284,12 +336,12 @@ class Oracle:
             )
             outcome: TotpCode | QuorumError
             if not quorum_reached(admitted, session.groups):
-                outcome = refused[0][1] if refused else _below(session, admitted)
+                outcome = refused[0][1] if refused else below(session, admitted)
                 return Change(marks=marks), _Released(session, outcome, refused)
             try:
                 secret = combine_groups(admitted, session.groups)
             except TocError as exc:
-                reason = _TOC_REFUSALS[TocRejection(exc.reason)]
+                reason = TOC_REFUSALS[TocRejection(exc.reason)]
                 outcome = QuorumError(f"the Tocs do not combine: {exc}", reason)
                 return Change(marks=marks), _Released(session, outcome, refused)
             counter = int(now) // TOTP_PERIOD
@@ -305,7 +357,7 @@ class Oracle:
 
         done = self._store.update(session_id, decide) if valid_session_id(session_id) else None
         if done is None:
-            raise _not_found()
+            raise not_found()
         for sealed, why in done.refused:
             self._emit("toc_set_aside", done.session, now, sealed.approver, why.reason)
         if isinstance(done.outcome, QuorumError):
@@ -313,6 +365,11 @@ class Oracle:
         approvers = ", ".join(approver or "-" for approver in done.outcome.approvers)
         self._emit("code_released", done.session, now, None, approvers)
         return done.outcome
+
+    def _refused(self, session_id: str, at: float, approver: str | None, reason: str) -> None:
+        state = self._store.read(session_id)
+        if state is not None:
+            self._emit("toc_refused", state.session, at, approver, reason)
 
     def _emit(
         self, kind: str, session: SessionRecord, at: float, approver: str | None, detail: str = ""
@@ -336,58 +393,6 @@ class _Released:
     session: SessionRecord
     outcome: TotpCode | QuorumError
     refused: list[tuple[SealedToc, QuorumError]] = field(default_factory=list)
-
-
-def _closed(session: SessionRecord, now: float) -> QuorumError | None:
-    if session.released_at is not None:
-        return QuorumError(
-            "this session's code was released already; the session is closed",
-            Refusal.RELEASED,
-        )
-    if now >= session.expires_at:
-        return _expired(session)
-    return None
-
-
-def _expired(session: SessionRecord) -> QuorumError:
-    return QuorumError(
-        f"this session expired at {iso_time(session.expires_at)}; open a new one",
-        Refusal.EXPIRED,
-    )
-
-
-def _not_found() -> QuorumError:
-    return QuorumError("no such session", Refusal.NOT_FOUND)
-
-
-def _problem(sealed: SealedToc, exc: QuorumError | TocError) -> QuorumError:
-    which = f"Toc {sealed.seq}" + (f" (from {sealed.approver})" if sealed.approver else "")
-    if isinstance(exc, TocError):
-        return QuorumError(f"{which}: {exc}", _TOC_REFUSALS[TocRejection(exc.reason)])
-    return QuorumError(
-        f"{which} does not open with this session's key: was it sealed to this session's TEK?",
-        Refusal.UNDECRYPTABLE,
-    )
-
-
-def _below(session: SessionRecord, admitted: list[Toc]) -> QuorumError:
-    lacking = []
-    for group in session.groups:
-        have = sum(toc.group == group for toc in admitted)
-        if have < group.quorum:
-            lacking.append(f"group {group.group_id} has {have} of the {group.quorum} it needs")
-    return QuorumError(
-        f"not yet a quorum: {'; '.join(lacking)}; more holders must send their Tocs",
-        Refusal.BELOW_THRESHOLD,
-    )
-
-
-def _checked_identity(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str) or not 1 <= len(name) <= MAX_APPROVER_CHARS:
-        raise QuorumError(f"an approver is 1 to {MAX_APPROVER_CHARS} characters of text")
-    return name
 
 
 def _digest(armored: str) -> str:

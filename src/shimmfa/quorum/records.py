@@ -65,6 +65,7 @@ class Refusal(StrEnum):
     TOO_MANY = "too_many"  # 409: more Tocs than the deal has holders
     BAD_KEK = "bad_kek"  # 400
     UNDECRYPTABLE = "undecryptable"  # 400: a Toc does not open with the session's key
+    NOT_PERMITTED = "not_permitted"  # 403: this approver may not (`approvers`)
 
 
 class TocStatus(StrEnum):
@@ -82,6 +83,7 @@ class SealedToc:
     submitted_at: float
     status: TocStatus = TocStatus.PENDING
     reason: str | None = None
+    holds: tuple[str, ...] | None = None  # the groups its sender may hold (None: any)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,7 @@ class SessionStore(Protocol):
     """Where sessions live (`store_memory`, `store_sql`)."""
 
     def create(self, state: SessionState) -> None:
-        """Store a new session and toc_zero."""
+        """Store a new session and its first Toc (toc_zero), if any."""
 
     def read(self, session_id: str) -> SessionState | None:
         """The session as it is (no lock), or None."""

@@ -83,6 +83,14 @@ class MemoryGroupRegistry:
             for group in record:
                 self._deals[group.group_id] = record
 
+    def retire(self, group_id: str) -> int:
+        """Forget the deal `group_id` belongs to (as `SqlGroupRegistry.retire`)."""
+        with self._lock:
+            record = self._deals.get(group_id, ())
+            for group in record:
+                del self._deals[group.group_id]
+            return len(record)
+
     def deal_of(self, group_id: str) -> tuple[TocGroup, ...] | None:
         with self._lock:
             return self._deals.get(group_id)

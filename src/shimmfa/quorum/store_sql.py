@@ -19,6 +19,9 @@ Rules of this module:
   key and `(session_id, digest)` uniqueness back this up in the schema.
 - What the oracle forgets (the sealed identity, the ciphertexts) is set to
   NULL; deleting a session deletes its Tocs first.
+- `SqlGroupRegistry.register` and `retire` take the caller's connection
+  when given one, so the central service records a shim's deal (and
+  retires the one it replaces) in the same transaction as its own rows.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from sqlalchemy import (
     UniqueConstraint,
     delete,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -106,6 +110,7 @@ toc_table = Table(
     Column("submitted_at", Double, nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", String(32), nullable=True),
+    Column("holds", JSON, nullable=True),  # [group_id, ...] its sender may hold; NULL: any
     UniqueConstraint("session_id", "digest"),
 )
 group_table = Table(
@@ -122,11 +127,17 @@ group_table = Table(
 
 def create_tables(engine: Engine) -> None:
     """Create the quorum tables that do not exist yet (standalone oracle);
-    several processes starting at once on a new database take turns."""
+    several processes starting at once on a new database take turns. A
+    database made before Tocs recorded what their sender holds gets that
+    column (the central service's migrations do the same for its own)."""
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
         metadata.create_all(conn)
+        columns = {column["name"] for column in inspect(conn).get_columns("quorum_tocs")}
+        if "holds" not in columns:
+            kind = "JSON" if conn.dialect.name == "postgresql" else "TEXT"
+            conn.execute(text(f"ALTER TABLE quorum_tocs ADD COLUMN holds {kind}"))
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -255,6 +266,7 @@ def _toc_row(session_id: str, toc: SealedToc) -> dict[str, Any]:
         "submitted_at": toc.submitted_at,
         "status": toc.status.value,
         "reason": toc.reason,
+        "holds": None if toc.holds is None else list(toc.holds),
     }
 
 
@@ -267,6 +279,7 @@ def _toc(row: Any) -> SealedToc:
         submitted_at=row["submitted_at"],
         status=TocStatus(row["status"]),
         reason=row["reason"],
+        holds=None if row["holds"] is None else tuple(str(g) for g in row["holds"]),
     )
 
 
@@ -284,30 +297,48 @@ class SqlGroupRegistry:
         self._engine = engine
         self._clock = clock
 
-    def register(self, groups: Sequence[TocGroup]) -> None:
+    def register(self, groups: Sequence[TocGroup], *, connection: Connection | None = None) -> None:
+        """Record one deal; idempotent for the same record. With `connection`,
+        inside the caller's transaction (the central service's)."""
         record = deal_record(groups)
-        deal_id = record[0].group_id
+        if connection is not None:
+            self._register(connection, record)
+            return
         with self._engine.begin() as conn:
-            for group in record:
-                known = self._deal(conn, group.group_id)
-                if known is not None and set(known) != set(record):
-                    raise QuorumError(
-                        f"group {group.group_id} is registered already, as part of another deal"
-                    )
-                if known is not None:
-                    return
-            for group in record:
-                gid, size, threshold, clear = _group_values(group)
-                conn.execute(
-                    insert(group_table).values(
-                        group_id=gid,
-                        deal_id=deal_id,
-                        group_size=size,
-                        group_threshold=threshold,
-                        clear=clear,
-                        registered_at=self._clock(),
-                    )
+            self._register(conn, record)
+
+    def retire(self, group_id: str, *, connection: Connection | None = None) -> int:
+        """Forget the deal `group_id` belongs to: no session opens for it any
+        more (sessions open already keep their groups). Rows deleted."""
+        if connection is None:
+            with self._engine.begin() as conn:
+                return self.retire(group_id, connection=conn)
+        groups = group_table.c
+        deal = select(groups.deal_id).where(groups.group_id == group_id).scalar_subquery()
+        return int(connection.execute(delete(group_table).where(groups.deal_id == deal)).rowcount)
+
+    def _register(self, conn: Connection, record: tuple[TocGroup, ...]) -> None:
+        deal_id = record[0].group_id
+        for group in record:
+            known = self._deal(conn, group.group_id)
+            if known is not None and set(known) != set(record):
+                raise QuorumError(
+                    f"group {group.group_id} is registered already, as part of another deal"
                 )
+            if known is not None:
+                return
+        for group in record:
+            gid, size, threshold, clear = _group_values(group)
+            conn.execute(
+                insert(group_table).values(
+                    group_id=gid,
+                    deal_id=deal_id,
+                    group_size=size,
+                    group_threshold=threshold,
+                    clear=clear,
+                    registered_at=self._clock(),
+                )
+            )
 
     def deal_of(self, group_id: str) -> tuple[TocGroup, ...] | None:
         with self._engine.connect() as conn:

@@ -96,7 +96,7 @@ class TotpCode:
 class OracleEvent:
     """What happened, for the caller's audit trail (never a secret)."""
 
-    kind: str  # session_opened, toc_submitted, toc_set_aside, code_released
+    kind: str  # session_opened, toc_submitted, toc_refused, toc_set_aside, code_released
     session_id: str
     at: float
     group_ids: tuple[str, ...]

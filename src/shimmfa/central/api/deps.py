@@ -35,12 +35,16 @@ __all__ = [
     "MAINTAINERS",
     "PLAYERS",
     "READERS",
+    "REQUESTERS",
+    "REVIEWERS",
     "Admin",
     "CentralDep",
     "Enroler",
     "Maintainer",
     "Player",
     "Reader",
+    "Requester",
+    "Reviewer",
     "bearer",
     "get_central",
     "get_principal",
@@ -53,6 +57,8 @@ READERS = ("admin", "clinical_engineering", "infosec", "auditor")
 MAINTAINERS = ("admin", "clinical_engineering")
 ENROLERS = MAINTAINERS  # issue 17: technicians, groups and assignments
 PLAYERS = ("auditor", "infosec")  # issue 17: recording playback and export
+REQUESTERS = ("admin", "clinical_engineering", "infosec")  # issue 16: break-glass requests
+REVIEWERS = ("clinical_engineering", "infosec")  # issue 16: break-glass review sign-offs
 
 
 def get_central(request: Request) -> Central:
@@ -117,3 +123,7 @@ Maintainer = Annotated[Principal, Depends(require(*MAINTAINERS))]
 # (as who schedules maintenance), and who plays recordings back
 Enroler = Annotated[Principal, Depends(require(*ENROLERS))]
 Player = Annotated[Principal, Depends(require(*PLAYERS))]
+# issue 16: who asks for a break-glass code, and who signs its reviews off
+# (approving is decided per deal: a holder, in their group's role)
+Requester = Annotated[Principal, Depends(require(*REQUESTERS))]
+Reviewer = Annotated[Principal, Depends(require(*REVIEWERS))]

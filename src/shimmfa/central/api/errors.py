@@ -1,6 +1,7 @@
 """Every error the API answers is JSON `{"code": ..., "message": ...}`: a
-domain `Problem` (mapped to its status here, in one place), an
-HTTPException, an unknown route (404), a wrong method (405), a validation
+domain `Problem` (mapped to its status here, in one place), a refusal of
+the quorum oracle (`QuorumError`, with the oracle's code and status,
+`quorum.api.STATUS`), an HTTPException, an unknown route (404), a wrong method (405), a validation
 error (422, with a readable message) or anything unexpected (500, logged,
 no details out). Never an HTML page, never an opaque 500."""
 
@@ -26,6 +27,8 @@ from shimmfa.central.problems import (
     Unauthenticated,
     Unavailable,
 )
+from shimmfa.errors import QuorumError
+from shimmfa.quorum.api import STATUS as QUORUM_STATUS
 
 __all__ = ["STATUS", "error_response", "install", "problem_response", "status_of"]
 
@@ -106,8 +109,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error; the server log has details")
 
 
+async def _quorum(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QuorumError)  # noqa: S101 - registered for QuorumError only
+    return error_response(QUORUM_STATUS.get(exc.reason, 400), exc.reason, str(exc))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _problem)
+    app.add_exception_handler(QuorumError, _quorum)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(Exception, _unexpected)

@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from shimmfa.central.access import Principal
-from shimmfa.central.api.deps import ENROLERS, MAINTAINERS, PLAYERS
+from shimmfa.central.api.deps import ENROLERS, MAINTAINERS, PLAYERS, REQUESTERS, REVIEWERS
 
 __all__ = ["CSP", "CSRF_COOKIE", "TEMPLATES", "can", "page", "templates"]
 
@@ -72,6 +72,8 @@ def can(principal: Principal | None) -> dict[str, bool]:
         "maintain": role in MAINTAINERS,
         "play": role in PLAYERS,
         "admin": role == "admin",
+        "request": role in REQUESTERS,
+        "review": role in REVIEWERS,
     }
 
 
