@@ -17,13 +17,14 @@ import argparse
 import http.client
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import psycopg
 
@@ -234,21 +235,40 @@ def load(url: str, shims: int, events: int, seed: int = 7) -> dict[str, Any]:
     return {"shims": shims, "events": events}
 
 
-def login(server: CentralServer, connection: http.client.HTTPConnection) -> str:
-    """The admin's cookie header, through the UI's login form (the next time
-    step's code: `central init` used the current one)."""
-    body = (
-        f"operator_id={server.admin_id}&password={server.admin_password.replace(' ', '+')}"
-        f"&code={code_at(server.admin_secret, time.time() + 30)}"
-    )
+def _post_login(
+    connection: http.client.HTTPConnection, fields: dict[str, str]
+) -> tuple[int, str, list[tuple[str, str]]]:
     connection.request(
-        "POST", "/ui/login", body, {"Content-Type": "application/x-www-form-urlencoded"}
+        "POST",
+        "/ui/login",
+        urlencode(fields),
+        {"Content-Type": "application/x-www-form-urlencoded"},
     )
     answer = connection.getresponse()
-    answer.read()
-    if answer.status != 303:
-        raise RuntimeError(f"login failed: {answer.status}")
-    cookies = [v.split(";", 1)[0] for k, v in answer.getheaders() if k.lower() == "set-cookie"]
+    return answer.status, answer.read().decode(), answer.getheaders()
+
+
+def login(server: CentralServer, connection: http.client.HTTPConnection) -> str:
+    """The admin's cookie header, through the UI's login form: password and
+    code, then the admin's second factor on its own screen (the next time
+    step's codes: `central init` used the current ones)."""
+    at = time.time() + 30
+    status, page, headers = _post_login(
+        connection,
+        {
+            "operator_id": server.admin_id,
+            "password": server.admin_password,
+            "code": code_at(server.admin_secret, at),
+        },
+    )
+    attempt = re.search(r'name="attempt" value="([^"]+)"', page)
+    if status == 200 and attempt:
+        status, page, headers = _post_login(
+            connection, {"attempt": attempt.group(1), "code": code_at(server.admin_second, at)}
+        )
+    if status != 303:
+        raise RuntimeError(f"login failed: {status}")
+    cookies = [v.split(";", 1)[0] for k, v in headers if k.lower() == "set-cookie"]
     return "; ".join(cookies)
 
 
