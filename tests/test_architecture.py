@@ -251,6 +251,17 @@ EXPORTED = {
         "new_group_id",
         "player_count",
     },
+    "shimmfa.core.bundle": {
+        "CONTEXT",
+        "MAX_ANSWER_CHARS",
+        "MIN_SECRET_BYTES",
+        "ROLES",
+        "BundleRejection",
+        "BundleTechnician",
+        "TechnicianBundle",
+        "open_bundle",
+        "pinned_key",
+    },
     "shimmfa.core.session": {
         "DEVICE_HANGUP",
         "IDLE_TIMEOUT",

@@ -14,6 +14,8 @@ program cannot work around. Every message says what to do next.
      ├── KeyFileError         a key file is missing, malformed or readable by others
      │    └── WrongIdentityError  (also a RecordingError) the identity cannot open a data key
      ├── HeartbeatError       a heartbeat is malformed, forged, from an unknown shim or replayed
+     ├── BundleError          a technician bundle from central is forged, not for this
+     │                        shim, older than the one held, or malformed
      ├── MFAChainBreached     an MFA chain step was called out of order, before its
      │                        attempt started or after it completed
      ├── ShareError           (also a ValueError) a Shamir split or combine refused its input
@@ -90,6 +92,19 @@ class HeartbeatError(ShimMfaError):
     """A heartbeat was refused: malformed, unknown shim, bad signature, or not
     newer than the last one accepted from that shim. `reason` says which, as a
     short code (`core.heartbeat.Rejection`) a receiver can count or map."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class BundleError(ShimMfaError):
+    """A technician bundle from central was refused: not signed by the pinned
+    key, not for this shim, not newer than the one held, undecryptable or
+    malformed. `reason` says which, as a short code
+    (`core.bundle.BundleRejection`). Messages never contain a secret."""
 
     exit_code = 1
 

@@ -177,3 +177,24 @@ def test_clinical_engineering_enrols_and_a_cookie_session_needs_the_csrf_token(
     made = client.post(T, json=body, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 201
     assert made.json()["created_by"] == "operator:carol"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/technicians?cursor=%00",
+        "/api/v1/technicians?search=a%00b",
+        "/api/v1/events?shim_id=%00",
+        "/api/v1/technicians/t%00",
+    ],
+)
+def test_a_nul_in_the_url_is_a_clear_400_on_every_database(
+    client: TestClient, admin: dict[str, str], path: str
+) -> None:
+    answer = client.get(path, headers=admin)
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "code": "bad_request",
+        "message": "the URL holds a NUL character (%00)",
+    }
+    assert client.get("/api/v1/technicians?cursor=a", headers=admin).status_code == 200

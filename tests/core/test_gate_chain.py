@@ -216,14 +216,20 @@ def test_a_breakglass_session_tells_the_technician_it_is_under_emergency_audit()
     gate = GateMachine(QUIET)
     assert gate.receive(b"breakglass 123456\r", T0) == [Authenticate(BREAKGLASS_ID, "123456")]
     opened = gate.auth_done(AuthOutcome(AuthResult.OK, BREAKGLASS_ID, None, "ok"), SID, T0)
-    assert sent(opened) == (
-        f"\r\nAuthenticated as breakglass; session {SID}\r\n{EMERGENCY_NOTICE}\r\n"
-        "Pass-through enabled. Disconnect to end session.\r\n"
-    ).encode()
+    assert (
+        sent(opened)
+        == (
+            f"\r\nAuthenticated as breakglass; session {SID}\r\n{EMERGENCY_NOTICE}\r\n"
+            "Pass-through enabled. Disconnect to end session.\r\n"
+        ).encode()
+    )
     other = GateMachine(QUIET)
     other.receive(f"{ALICE} 123456\r".encode(), T0)
     plain = sent(other.auth_done(ok(), SID, T0))
-    assert plain == (
-        f"\r\nAuthenticated as {ALICE}; session {SID}\r\n"
-        "Pass-through enabled. Disconnect to end session.\r\n"
-    ).encode()  # the seed's words, byte for byte
+    assert (
+        plain
+        == (
+            f"\r\nAuthenticated as {ALICE}; session {SID}\r\n"
+            "Pass-through enabled. Disconnect to end session.\r\n"
+        ).encode()
+    )  # the seed's words, byte for byte

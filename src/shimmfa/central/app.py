@@ -36,6 +36,7 @@ from shimmfa.central.api import (
     shims,
     technicians,
 )
+from shimmfa.central.api.nul_guard import NulGuard
 from shimmfa.central.context import Central
 from shimmfa.central.ingest_async import AsyncMover
 from shimmfa.central.monitor import MonitorThread
@@ -87,6 +88,7 @@ def create_app(
     app.state.mover = None  # the PostgreSQL fast path, made in the worker's loop
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
+    app.add_middleware(NulGuard)
     ui.install(app)
     for router in (
         login.router,

@@ -17,13 +17,20 @@ app = command_group(
 @app.command("status")
 def state_status(config: ConfigOption) -> None:
     """Say whether the state DB is the anchored one (exit 0) or was lost,
-    replaced, rolled back or its anchor forged (exit 1). Changes nothing."""
+    replaced, rolled back or its anchor forged (exit 1), and, with `central:`,
+    where the technician bundle and the recordings' uploads stand. Changes
+    nothing."""
+    import time
+
     from shimmfa.shim import admin
 
-    check = admin.examine(load_settings(config))
+    settings = load_settings(config)
+    check = admin.examine(settings)
     typer.echo(f"state: {check.verdict} ({check.why})")
     if check.anchor is not None:
         typer.echo(f"  anchored boot count: {check.anchor.boot_count}")
+    for line in admin.sync_status(settings, time.time()):
+        typer.echo(line)
     if not check.sound:
         typer.echo("  the port stays closed; recover with `shimmfa state recover`")
         raise typer.Exit(1)

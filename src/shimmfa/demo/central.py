@@ -1,7 +1,8 @@
 """The demo's central service: a real `shimmfa central serve` over HTTPS on
 127.0.0.1 (a throwaway CA, `tls`), on a SQLite file in the demo's folder,
 with a first admin and the demo shim registered, through the same commands
-an operator runs (`central init`, `token create`, `shim add`).
+an operator runs (`central init`, `token create`, `shim add`, `keys show`),
+and a vendor's technician enrolled through the API as the UI does.
 
 Rules: every secret the demo makes (the admin's password and TOTP secret,
 the API token, the shim's credential) is a file of mode 0600 in the demo's
@@ -20,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 
@@ -87,16 +89,11 @@ class DemoCentral:
         }
 
     def _central(self, *args: str) -> str:
+        return self._run(*args, "--database-url", self.database_url)
+
+    def _run(self, *args: str) -> str:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [
-                sys.executable,
-                "-m",
-                "shimmfa",
-                "central",
-                *args,
-                "--database-url",
-                self.database_url,
-            ],
+            [sys.executable, "-m", "shimmfa", "central", *args],
             capture_output=True,
             text=True,
             timeout=120,
@@ -160,15 +157,62 @@ class DemoCentral:
         except httpx.HTTPError:
             return False
 
-    def register(self, shim_id: str, public_key: str, hardware_id: str, period: float) -> Path:
-        """Register the shim; the file (0600) holding its credential."""
+    def register(
+        self, shim_id: str, public_key: str, recipient: str, hardware_id: str, period: float
+    ) -> Path:
+        """Register the shim with its age recipient (bundles are encrypted to
+        it); the file (0600) holding its credential."""
         credential = self.workdir / f"{shim_id}.token"
         self._central(
             "shim", "add", shim_id, "--public-key", public_key, "--hardware-id", hardware_id,
-            "--location", "demo bench", "--period", str(period),
+            "--location", "demo bench", "--period", str(period), "--age-recipient", recipient,
             "--credential-file", str(credential),
         )  # fmt: skip
         return credential
+
+    def keys(self) -> tuple[str, str]:
+        """Central's bundle signing key and recording recipient, as
+        `shimmfa central keys show` prints them (what a shim's config pins)."""
+        shown = dict(
+            line.split(": ", 1) for line in self._run("keys", "show").splitlines() if ": " in line
+        )
+        return shown["signing key (Ed25519)"].strip(), shown["recording recipient"].strip()
+
+    def enrol_technician(self, technician_id: str, shim_id: str) -> str:
+        """Through central's API, as an operator does in the UI: enrol,
+        confirm the first code, assign to the shim; the TOTP secret."""
+        body = {"technician_id": technician_id, "name": "Vic Vendor", "company": "ExampleMed"}
+        with self.client() as client:
+            made = client.post("/api/v1/technicians", json=body)
+            if made.status_code != 201:
+                raise DemoError(f"enrolling {technician_id}: HTTP {made.status_code} {made.text}")
+            uri = str(made.json()["otpauth_uri"])
+            secret = parse_qs(urlparse(uri).query)["secret"][0]
+            code = self.admin_code(secret)
+            steps = [
+                (f"/api/v1/technicians/{technician_id}/confirm", {"code": code}),
+                (f"/api/v1/technicians/{technician_id}/assignments", {"shim_id": shim_id}),
+            ]
+            for path, payload in steps:
+                answer = client.post(path, json=payload)
+                if answer.status_code not in (200, 201):
+                    raise DemoError(f"POST {path}: HTTP {answer.status_code} {answer.text[:200]}")
+        return secret
+
+    def post(self, path: str) -> None:
+        with self.client() as client:
+            answer = client.post(path)
+        if answer.status_code not in (200, 201):
+            raise DemoError(f"central POST {path}: HTTP {answer.status_code} {answer.text[:200]}")
+
+    def auditor_get(self, path: str) -> str:
+        """GET as an auditor (playback is for auditors and infosec only)."""
+        token = self._central("token", "create", "--name", "demo-auditor", "--role", "auditor")
+        with self.client() as client:
+            answer = client.get(path, headers={"Authorization": f"Bearer {token.strip()}"})
+        if answer.status_code != 200:
+            raise DemoError(f"central GET {path}: HTTP {answer.status_code} {answer.text[:200]}")
+        return answer.text
 
     def client(self) -> httpx.Client:
         return httpx.Client(

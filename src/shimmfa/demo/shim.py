@@ -1,7 +1,8 @@
 """The demo's shim side: two PTY pairs, a config, an enrolled demo
 technician, the simulated device and the real `shimmfa run` daemon,
-heartbeating to the demo's central service; and the terminal attached as
-the technician (Ctrl-] quits).
+heartbeating to the demo's central service, syncing a technician enrolled
+there and uploading its recordings; and the terminal attached as the
+technician (Ctrl-] quits).
 """
 
 from __future__ import annotations
@@ -19,17 +20,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyrage import x25519
+
 from shimmfa.core.gate import BANNER
-from shimmfa.core.totp import decode_secret, totp_code
+from shimmfa.core.totp import TechnicianRecord, decode_secret, totp_code
 from shimmfa.demo.central import ADMIN, DemoCentral
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
 from shimmfa.shim.recorder.files import verify_file
 from shimmfa.shim.state.anchor import provision_keys
+from shimmfa.shim.state.keys import read_age_identity
 from shimmfa.shim.state.store import StateStore
 from shimmfa.shim.state.technicians import enrol, enrol_factor, uri_for
 
 TECHNICIAN = "demo@example.org"
+VENDOR = "vic@vendor.example.org"  # enrolled through central's API, synced to the shim
+SYNC_PERIOD = 5
 TWO_FACTOR = "demo2@example.org"  # asked for a second factor: `Next factor: Backup`
 SECOND_FACTOR = "Backup"
 SHIM_ID = "demo-shim"
@@ -57,6 +63,12 @@ central:
   url: "{central_url}"
   token_file: "{token}"
   ca_file: "{ca}"
+  public_key: "{central_key}"
+  sync_period: {sync_period}
+recording:
+  recipients:
+    - "{auditor}"    # the auditors' key: auditor.agekey in the demo's folder
+    - "{central_recipient}"    # central's, so it can play the sessions back
 """
 
 
@@ -67,6 +79,7 @@ class Demo:
     dev_master: int = -1
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     secret: str = ""
+    vendor_secret: str = ""  # VENDOR's, from central's enrolment
     second_secrets: tuple[str, str] = ("", "")  # demo2's two factors
     central: DemoCentral | None = None
     public_key: str = ""
@@ -121,7 +134,12 @@ class Demo:
 
     @property
     def recording_identity(self) -> Path:
-        return self.workdir / "storage" / "keys" / "recording.agekey"
+        """The auditors' age identity (recordings are encrypted to it and
+        to central's recording recipient)."""
+        return self.workdir / "auditor.agekey"
+
+    def shim_log_text(self) -> str:
+        return self.shim_log.read_text(encoding="utf-8", errors="replace")
 
     def wait_for_recording(self, timeout: float = 10.0) -> Path:
         """The first session's recording, once its footer is written."""
@@ -168,7 +186,10 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
         keys, _ = provision_keys(storage, time.time())
         demo.public_key = keys.public_key_text
         central.start()
-        token = central.register(SHIM_ID, keys.public_key_text, HARDWARE_ID, HEARTBEAT_PERIOD)
+        token = central.register(
+            SHIM_ID, keys.public_key_text, keys.recipient, HARDWARE_ID, HEARTBEAT_PERIOD
+        )
+        central_key, central_recipient = central.keys()
         demo.config.write_text(
             CONFIG.format(
                 tech=workdir / "tech",
@@ -178,8 +199,13 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
                 central_url=central.url,
                 token=token,
                 ca=central.ca_file,
+                central_key=central_key,
+                sync_period=SYNC_PERIOD,
+                auditor=_auditor_identity(demo.recording_identity),
+                central_recipient=central_recipient,
             )
         )
+        demo.vendor_secret = central.enrol_technician(VENDOR, SHIM_ID)
         settings = load_config(demo.config).settings
         store = StateStore(settings.storage_root)
         try:
@@ -191,6 +217,8 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
             demo.second_secrets = (second.totp_secret, uri.split("secret=")[1].split("&")[0])
             _print_enrolment(TWO_FACTOR, uri_for(settings, second), qr=False)
             _print_enrolment(f"{TWO_FACTOR}'s second factor ({SECOND_FACTOR})", uri, qr=False)
+            vendor_uri = uri_for(settings, TechnicianRecord(VENDOR, demo.vendor_secret))
+            _print_enrolment(f"{VENDOR} at central (synced to the shim)", vendor_uri, qr=False)
         finally:
             store.close()
         demo.processes.append(
@@ -217,6 +245,19 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
+
+
+def _auditor_identity(path: Path) -> str:
+    """An auditor's age identity (0600) in the demo's folder; its recipient."""
+    if path.exists():  # a demo run again in its folder
+        return str(read_age_identity(path).to_public())
+    identity = x25519.Identity.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(
+            f"# the demo auditor's key\n# public key: {identity.to_public()}\n{identity}\n"
+        )
+    return str(identity.to_public())
 
 
 def _print_enrolment(who: str, uri: str, *, qr: bool = True) -> None:
@@ -247,7 +288,10 @@ def attach(demo: Demo) -> None:
         "login: user service, password vip3200. Ctrl-] quits.\r\n"
         f"Or with two factors: {TWO_FACTOR} {demo.current_code(demo.second_secrets[0])}, "
         f"then at `Next factor: {SECOND_FACTOR}` {demo.current_code(demo.second_secrets[1])} "
-        "(codes of now).\r\n",
+        "(codes of now).\r\n"
+        f"Or as {VENDOR}, enrolled at central and synced to the shim: "
+        f"{demo.current_code(demo.vendor_secret)}; its recording is uploaded to central when "
+        "the session ends (Sessions page of the UI, as an auditor).\r\n",
         flush=True,
     )
     stdin = sys.stdin.fileno()

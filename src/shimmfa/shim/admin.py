@@ -5,7 +5,8 @@ state is sound without changing anything.
 
 Rules:
 - The operator must be an admin (`roles: [admin]`) known to the config file
-  or to the surviving state DB; their code is checked by the same TOTP gate
+  or to the surviving state DB (never a technician synced from central);
+  their code is checked by the same TOTP gate
   and state as a port login (a used code is a replay, failures count
   towards their lockout). Every attempt, granted or refused, is audited and
   sent to the SIEM; a refusal says only that the credentials are invalid.
@@ -14,14 +15,16 @@ Rules:
   only for an authorised admin; the secret leaves the shim only as Tocs.
 - A recovery gives the DB a new state ID, continues the boot count above
   the anchor's (and the DB's), raises every known technician's replay floor
-  to the current time step, that of every further factor of their MFA
-  chains too (no code from before the recovery logs in),
+  (central's synced ones included) to the current time step, that of
+  every further factor of their MFA chains too (no code from before the
+  recovery logs in),
   clears the `state_lost` latch but keeps any other latch the anchor
   remembers, and anchors the result.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -47,9 +50,18 @@ from shimmfa.shim.state.db import db_path
 from shimmfa.shim.state.factors import ChainStore, Factor, factors_of
 from shimmfa.shim.state.keys import load_keys
 from shimmfa.shim.state.store import BOOT_COUNTER, StateStore
+from shimmfa.shim.state.synced import SyncedTechnicians, SyncedView
 from shimmfa.shim.state.technicians import TechnicianDirectory, build_gate
+from shimmfa.shim.state.uploads import UploadLedger, UploadState
 
-__all__ = ["ResetRefusedError", "examine", "provision_breakglass", "recover", "reset"]
+__all__ = [
+    "ResetRefusedError",
+    "examine",
+    "provision_breakglass",
+    "recover",
+    "reset",
+    "sync_status",
+]
 
 
 class ResetRefusedError(TechnicianError):
@@ -141,7 +153,8 @@ def reset(settings: Settings, store: StateStore, operator: str, code: str, reaso
 
 def _raise_replay_floors(settings: Settings, store: StateStore, now: float) -> int:
     """Every known technician's last accepted time step is at least now's."""
-    directory = TechnicianDirectory(settings.technician_records(), store)
+    synced = SyncedView(SyncedTechnicians(store), math.inf)  # expired or not
+    directory = TechnicianDirectory(settings.technician_records(), store, synced)
     chains = ChainStore(store)
     count = 0
     everyone = list(directory.items())
@@ -252,3 +265,72 @@ def provision_breakglass(
     finally:
         store.close()
     return replaced
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _when(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at))
+
+
+def sync_status(settings: Settings, now: float) -> list[str]:
+    """Lines saying where the sync with central stands: the technician
+    bundle (version, age, expiry), the last attempt, the recordings' uploads.
+    Empty without `central.url` or a state DB. Read-only."""
+    central = settings.central
+    if central.url is None or not db_path(settings.storage_root).exists():
+        return []
+    store = StateStore(settings.storage_root)
+    try:
+        synced = SyncedTechnicians(store)
+        lines = []
+        status = synced.status()
+        if central.public_key is None:
+            lines.append("technician bundle: not synced (central.public_key is not set)")
+        elif status is None:
+            lines.append("technician bundle: none received yet")
+        else:
+            age = status.age(now)
+            left = central.bundle_max_age - age
+            validity = (
+                f"valid {_ago(left)} more without a sync"
+                if left >= 0
+                else f"EXPIRED {_ago(-left)} ago: central's technicians are refused"
+            )
+            lines.append(
+                f"technician bundle: version {status.version}, {status.technicians} "
+                f"technician(s), accepted {_when(status.accepted_at)} ({_ago(age)} ago); "
+                f"{validity}"
+            )
+        attempt = synced.last_attempt("bundle")
+        if attempt is not None:
+            outcome = "ok" if attempt.ok else "FAILED"
+            lines.append(
+                f"  last sync attempt {_when(attempt.at)} ({_ago(now - attempt.at)} ago): "
+                f"{outcome}: {attempt.detail}"
+            )
+        counts = UploadLedger(store).counts()
+        if central.upload_recordings or counts:
+            shown = ", ".join(
+                f"{counts.get(state, 0)} {state.value}"
+                for state in (
+                    UploadState.STORED,
+                    UploadState.DELETED,
+                    UploadState.READY,
+                    UploadState.REFUSED,
+                    UploadState.UNFINISHED,
+                )
+            )
+            lines.append(f"recordings at central: {shown}")
+        return lines
+    finally:
+        store.close()

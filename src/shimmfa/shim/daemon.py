@@ -15,7 +15,10 @@ Rules:
   (`tamper.wiring`).
 - Events go to the SIEM and, with `central:` configured, to the central
   service too: one outbox, a sender per destination, so an outage of one
-  holds up neither the other nor the port.
+  holds up neither the other nor the port. With `central:` the technician
+  bundle is synced and finished recordings uploaded from their own threads
+  (`reporting.central_sync`); the gate reads the synced technicians from
+  the state DB at each login.
 - SIGTERM and SIGINT queue `shim_stopping`, close the session (recording
   footer) and exit 0 promptly: the senders get DRAIN_AT_STOP seconds to
   deliver what is left; the outbox keeps the rest for the next start.
@@ -47,6 +50,7 @@ from shimmfa.shim.recorder.sessions import RecordedSessions
 from shimmfa.shim.reporting import notify
 from shimmfa.shim.reporting.alerts import Alerts, AuditedAuthenticator
 from shimmfa.shim.reporting.central import central_sink
+from shimmfa.shim.reporting.central_sync import central_sync
 from shimmfa.shim.reporting.heartbeats import HeartbeatSource
 from shimmfa.shim.reporting.outbox import Outbox
 from shimmfa.shim.reporting.records import OutboxSiem
@@ -65,6 +69,7 @@ from shimmfa.shim.state.login import ShimLogin
 from shimmfa.shim.state.permissions import check_strict_modes
 from shimmfa.shim.state.port_backoff import PortBackoff
 from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.synced import SyncedTechnicians
 from shimmfa.shim.state.technicians import build_gate
 from shimmfa.shim.tamper.build import build_sensors
 from shimmfa.shim.tamper.wiring import start_watching
@@ -82,6 +87,8 @@ def setup_logging(level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # every request to central would be a line: the syncer and uploader log what matters
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _gate_machine(settings: Settings) -> GateMachine:
@@ -227,6 +234,14 @@ def _serve(
     for warning in recorder.warnings:
         log.warning("%s", warning)
     sensors, modem = build_sensors(settings, keys, config_path)
+    sync = central_sync(
+        settings,
+        keys,
+        alerts,
+        open_session=lambda: recorder.open_session_id,
+        local_ids=lambda: set(settings.technician_records()) | set(store.technician_ids()),
+    )
+    synced = SyncedTechnicians(store) if settings.central.public_key else None
 
     def open_technician() -> Endpoint:
         return open_endpoint(serial.technician_side_path, serial, technician_side=True)
@@ -241,9 +256,15 @@ def _serve(
         loop,
         gate,
         AuditedAuthenticator(
-            ShimLogin.for_shim(settings, store, build_gate(settings, store)), alerts
+            ShimLogin.for_shim(settings, store, build_gate(settings, store, synced=synced)),
+            alerts,
         ),
-        RecordedSessions(recorder, alerts, OutboxSiem(alerts.outbox, settings.shim.id)),
+        RecordedSessions(
+            recorder,
+            alerts,
+            OutboxSiem(alerts.outbox, settings.shim.id),
+            on_ended=sync.session_ended if sync is not None else None,
+        ),
         open_technician,
         open_device,
         idle_timeout=settings.session.idle_timeout,
@@ -291,10 +312,14 @@ def _serve(
     try:
         loop.call_soon(relay.start)
         detector.start()
+        if sync is not None:
+            sync.start()
         notify.notify(notify.READY)
         notify.notify("STATUS=gate closed; waiting for both serial ports")
         loop.run_until_complete(relay.stopped.wait())
     finally:
+        if sync is not None:
+            sync.stop()
         detector.stop()
         recorder.close()
     log.info("shim %s stopped (exit %d)", settings.shim.id, relay.exit_code)

@@ -755,6 +755,27 @@ def test_storage_budget_refuses_new_sessions_and_keeps_the_old_ones(
         assert verify(data).status is Status.VALID
 
 
+def test_recordings_moved_off_the_shim_free_the_budget_without_a_restart(
+    root: Path, make: Callable[..., SessionRecorder]
+) -> None:
+    """What `recording.delete_after_upload` (or an operator moving files
+    off) relies on: the budget counts the files again once it is reached."""
+    recorder = make(budget_bytes=6000)
+    for _ in range(20):
+        try:
+            session_id = recorder.start_session("alice@example.org")
+        except StorageExhaustedError:
+            break
+        recorder.append_traffic(session_id, Direction.OUT, bytes(200))
+        recorder.end_session(session_id, "technician_hangup")
+    else:
+        pytest.fail("the budget never filled")
+    for path in sorted((root / "sessions").iterdir())[:-1]:
+        path.unlink()  # uploaded and confirmed by central, say
+    session_id = recorder.start_session("bob@example.org")
+    recorder.end_session(session_id, "technician_hangup")
+
+
 def test_too_little_free_disk_refuses_new_sessions(
     root: Path, make: Callable[..., SessionRecorder]
 ) -> None:

@@ -7,8 +7,9 @@ recording's header and its `session_start` (`break_glass: true`), and
 raises two `breakglass_session` events at once, one addressed to clinical
 engineering and one to information security (the outbox delivers each to
 every destination). A session whose recording cannot be closed is still
-over (the end is
-reported with the failure); storage exhaustion is reported when it starts,
+over (the end is reported with the failure); `on_ended` hears of every
+recording finished (the uploader looks at it at once); storage exhaustion
+is reported when it starts,
 or, when the full disk keeps even the alert out of the outbox, at the first
 later check that can queue it.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -55,8 +56,15 @@ class RecordedSessions:
     """The relay's `Sessions`: every session recorded by the recorder
     process, and its start and end sent to the SIEM (the seed's records)."""
 
-    def __init__(self, recorder: RecorderProcess, alerts: Emitter, siem: SiemTransport) -> None:
+    def __init__(
+        self,
+        recorder: RecorderProcess,
+        alerts: Emitter,
+        siem: SiemTransport,
+        on_ended: Callable[[], None] | None = None,
+    ) -> None:
         self._recorder = recorder
+        self._on_ended = on_ended or (lambda: None)
         self._alerts = alerts
         self._siem = siem
         self.record = recorder.record
@@ -122,6 +130,7 @@ class RecordedSessions:
                 "terminal_reason": reason,
             }
         )
+        self._on_ended()  # the recording is finished (its footer written)
 
     def problem(self) -> Unrecordable | None:
         """Why no new session can be recorded now, or None. A recorder that

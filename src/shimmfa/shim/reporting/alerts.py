@@ -21,6 +21,12 @@ from shimmfa.shim.reporting.records import event_fields
 log = logging.getLogger("shimmfa.alerts")
 
 
+class Emitter(Protocol):
+    """What raises events (`Alerts`)."""
+
+    def emit(self, kind: str, fields: dict[str, Any]) -> bool: ...
+
+
 class Alerts:
     """`emit(kind, fields)` into the outbox, never raising."""
 

@@ -11,6 +11,11 @@ Rules:
   appears in a log line, an error or a URL.
 - `position()` asks central for the last `(boot_count, seq)` it accepted
   from this shim (`shimmfa state recover` continues above it).
+- `CentralClient` is the shim's client for its own resources at central
+  (`/api/v1/shims/{id}/...`: its technician bundle, its recordings' upload):
+  one connection pool, the same credential and TLS rules, every request
+  with a timeout; a transport failure or an answer that is not JSON is an
+  OSError, any HTTP status an `Answer`.
 """
 
 from __future__ import annotations
@@ -19,7 +24,12 @@ import json
 import stat
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
 
 from shimmfa import __version__
 from shimmfa.errors import ConfigError
@@ -27,7 +37,15 @@ from shimmfa.shim.settings import CentralSection
 from shimmfa.transport.build import tls_context
 from shimmfa.transport.sinks import HttpsSink
 
-__all__ = ["EVENTS_PATH", "central_sink", "position", "read_credential"]
+__all__ = [
+    "EVENTS_PATH",
+    "Answer",
+    "CentralClient",
+    "Requester",
+    "central_sink",
+    "position",
+    "read_credential",
+]
 
 EVENTS_PATH = "/api/v1/events"
 POSITION_PATH = "/api/v1/position"
@@ -91,3 +109,78 @@ def position(central: CentralSection, timeout: float = 10.0) -> tuple[int, int] 
     if not isinstance(boot, int) or not isinstance(seq, int):
         raise OSError("central's answer has no (boot_count, seq)")
     return boot, seq
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Central's answer: the HTTP status and the JSON body (an error's
+    `code` and `message` when it is one)."""
+
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def code(self) -> str:
+        return str(self.body.get("code", ""))
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("message", ""))[:300]
+
+    def describe(self) -> str:
+        return f"HTTP {self.status} {self.code}: {self.message}".rstrip(": ")
+
+
+class Requester(Protocol):
+    """What the syncer and the uploader need of central (`CentralClient`)."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, int] | None = None,
+        content: bytes | None = None,
+    ) -> Answer: ...
+
+
+class CentralClient:
+    """Requests to `/api/v1/shims/<shim_id>/...` as the shim (module rules)."""
+
+    def __init__(self, central: CentralSection, shim_id: str, *, timeout: float = 30.0) -> None:
+        token = read_credential(central.token_file or "")
+        self.url = _base(central)
+        self.prefix = f"/api/v1/shims/{quote(shim_id, safe='')}"
+        self._client = httpx.Client(
+            base_url=self.url,
+            verify=tls_context(central.ca_file, None, None, section="central"),
+            headers={"Authorization": f"Bearer {token}", "User-Agent": f"shimmfa/{__version__}"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, int] | None = None,
+        content: bytes | None = None,
+    ) -> Answer:
+        """`method` on `<prefix><path>`; OSError if central cannot be asked."""
+        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+        try:
+            response = self._client.request(
+                method, self.prefix + path, params=params, content=content, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise OSError(
+                f"central {self.url} cannot be reached: {type(exc).__name__}: {exc}"[:300]
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise OSError(f"central answered HTTP {response.status_code}, not JSON") from None
+        return Answer(response.status_code, body if isinstance(body, dict) else {})
+
+    def close(self) -> None:
+        self._client.close()

@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from shimmfa.core.bundle import pinned_key
 from shimmfa.shim.settings.base import Section
 
 __all__ = ["CentralSection", "SiemSection"]
@@ -89,13 +90,49 @@ class CentralSection(Section):
     ca_file: Annotated[
         str | None, Field(description="CA certificates (PEM) central's certificate chains to.")
     ] = None
+    public_key: Annotated[
+        str | None,
+        Field(
+            description="Central's bundle signing key, `ed25519:...` (`shimmfa central keys "
+            "show`); pinned. Set: technicians are synced from central."
+        ),
+    ] = None
+    sync_period: Annotated[
+        float, Field(ge=1, le=86400, description="Seconds between technician bundle syncs.")
+    ] = 300.0
+    bundle_max_age: Annotated[
+        float,
+        Field(
+            ge=60,
+            le=366 * 86400,
+            description="Seconds a bundle stays valid without a sync; then central's "
+            "technicians are refused (default 7 days).",
+        ),
+    ] = 7 * 86400.0
+    upload_recordings: Annotated[
+        bool, Field(description="Upload each finished recording to central.")
+    ] = True
+
+    @field_validator("public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            pinned_key(value)  # ValueError names the expected form
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> CentralSection:
         if self.url is None:
-            if self.token_file or self.ca_file:
-                raise ValueError("central.token_file and central.ca_file need central.url")
+            if self.token_file or self.ca_file or self.public_key:
+                raise ValueError(
+                    "central.token_file, central.ca_file and central.public_key need central.url"
+                )
             return self
+        if self.bundle_max_age <= self.sync_period:
+            raise ValueError(
+                "central.bundle_max_age must be longer than central.sync_period, or every "
+                "bundle expires before the next sync"
+            )
         try:
             url = urlsplit(self.url)
             url.port  # noqa: B018 - raises for a port that is not a number

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from shimmfa.core.totp import TechnicianRecord
 from shimmfa.shim.settings.base import Section
@@ -46,6 +46,16 @@ class Settings(Section):
                 raise ValueError(f"duplicate technician ID {entry.technician_id!r}")
             seen.add(entry.technician_id)
         return value
+
+    @model_validator(mode="after")
+    def _uploads(self) -> Settings:
+        if self.recording.delete_after_upload and not (
+            self.central.url and self.central.upload_recordings
+        ):
+            raise ValueError(
+                "recording.delete_after_upload needs central.url with central.upload_recordings"
+            )
+        return self
 
     @property
     def storage_root(self) -> Path:

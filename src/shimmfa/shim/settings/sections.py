@@ -80,6 +80,10 @@ class RecordingSection(Section):
     max_bytes: Annotated[
         int, Field(ge=1 << 16, description="Largest session recording; then `size_limit`.")
     ] = 1 << 30
+    delete_after_upload: Annotated[
+        bool,
+        Field(description="Delete a recording once central confirmed it (needs central.url)."),
+    ] = False
 
     @field_validator("recipients")
     @classmethod

@@ -134,6 +134,43 @@ _SCHEMA = [
         created_by TEXT NOT NULL
     );
     """,
+    # version 10: sync with central. The technicians of central's last good bundle
+    # (state/synced.py; secrets sealed like the others), that bundle's version and
+    # when it was accepted, the last sync attempts, and each recording's upload
+    # (state/uploads.py)
+    """
+    CREATE TABLE synced_technicians (
+        technician_id TEXT PRIMARY KEY,
+        sealed_secret BLOB NOT NULL,
+        algorithm TEXT NOT NULL, digits INTEGER NOT NULL, period INTEGER NOT NULL,
+        roles TEXT NOT NULL, name TEXT NOT NULL, company TEXT NOT NULL
+    );
+    CREATE TABLE bundle_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        issued_at REAL NOT NULL,
+        accepted_at REAL NOT NULL,
+        technicians INTEGER NOT NULL
+    );
+    CREATE TABLE sync_attempts (
+        name TEXT PRIMARY KEY,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE recording_uploads (
+        session_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        sent INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        next_try REAL NOT NULL,
+        detail TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 ]
 
 

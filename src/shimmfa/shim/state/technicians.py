@@ -27,15 +27,24 @@ from shimmfa.shim.settings import Settings, check_technician_id
 from shimmfa.shim.state.breakglass import breakglass_record
 from shimmfa.shim.state.factors import add_factor
 from shimmfa.shim.state.store import StateStore
+from shimmfa.shim.state.synced import SyncedTechnicians, SyncedView
 
 
 class TechnicianDirectory(Mapping[str, TechnicianRecord]):
-    """Technicians from the config file and the state DB, looked up live so
-    that `shimmfa technician add` takes effect without a restart."""
+    """Technicians from the config file, the state DB and (given `synced`)
+    central's bundle, looked up live so that `shimmfa technician add` and a
+    sync take effect without a restart. The first source that has an ID
+    wins: the config file, then the state DB's enrolments, then central."""
 
-    def __init__(self, from_config: Mapping[str, TechnicianRecord], store: StateStore) -> None:
+    def __init__(
+        self,
+        from_config: Mapping[str, TechnicianRecord],
+        store: StateStore,
+        synced: SyncedView | None = None,
+    ) -> None:
         self._config = dict(from_config)
         self._store = store
+        self._synced = synced
 
     def __getitem__(self, technician_id: str) -> TechnicianRecord:
         if technician_id == BREAKGLASS_ID:
@@ -44,13 +53,19 @@ class TechnicianDirectory(Mapping[str, TechnicianRecord]):
                 raise KeyError(technician_id)
             return found
         record = self._config.get(technician_id) or self._store.technician(technician_id)
+        if record is None and self._synced is not None:
+            record = self._synced.get(technician_id)
         if record is None:
             raise KeyError(technician_id)
         return record
 
     def __iter__(self) -> Iterator[str]:
         yield from self._config
-        yield from (t for t in self._store.technician_ids() if t not in self._config)
+        local = self._store.technician_ids()
+        yield from (t for t in local if t not in self._config)
+        if self._synced is not None:
+            shadowed = set(self._config) | set(local)
+            yield from (t for t in self._synced.ids() if t not in shadowed)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -61,10 +76,18 @@ class TechnicianDirectory(Mapping[str, TechnicianRecord]):
 
 
 def build_gate(
-    settings: Settings, store: StateStore, *, clock: Callable[[], float] = time.time
+    settings: Settings,
+    store: StateStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    synced: SyncedTechnicians | None = None,
 ) -> TotpGate:
-    """The TOTP gate over the config's and the state DB's technicians."""
-    directory = TechnicianDirectory(settings.technician_records(), store)
+    """The TOTP gate over the config's and the state DB's technicians, and
+    central's (`synced`, valid for `central.bundle_max_age`)."""
+    view = None
+    if synced is not None:
+        view = SyncedView(synced, settings.central.bundle_max_age, clock)
+    directory = TechnicianDirectory(settings.technician_records(), store, view)
     clash = directory.conflicts()
     if clash:
         raise ConfigError(
@@ -98,7 +121,8 @@ class TechnicianRow:
 
 
 def _directory(settings: Settings, store: StateStore) -> TechnicianDirectory:
-    return TechnicianDirectory(settings.technician_records(), store)
+    view = SyncedView(SyncedTechnicians(store), settings.central.bundle_max_age)
+    return TechnicianDirectory(settings.technician_records(), store, view)
 
 
 def enrol(
@@ -174,13 +198,15 @@ def uri_for(settings: Settings, record: TechnicianRecord) -> str:
 
 def rows(settings: Settings, store: StateStore) -> list[TechnicianRow]:
     from_config = settings.technician_records()
+    local = set(store.technician_ids())
     result = []
     for tid, record in _directory(settings, store).items():
         state = store.get(tid)
+        source = "config file" if tid in from_config else "state DB" if tid in local else "central"
         result.append(
             TechnicianRow(
                 tid,
-                "config file" if tid in from_config else "state DB",
+                source,
                 record.algorithm or settings.totp.algorithm,
                 record.digits or settings.totp.digits,
                 record.period or settings.totp.period,
