@@ -1,12 +1,15 @@
 """Break-glass end to end (issue 16 item 5): `shimmfa breakglass provision`
 deals the shim's emergency secret as 2 of clinical engineering AND 1 of
-information security; the real oracle (`shimmfa quorum serve`) releases a
-code once both groups approved; `breakglass <code>` at the real daemon's
+information security and registers the deal with the real central
+service; a clinical engineer requests the code there, holders of both
+departments approve with `shimmfa quorum approve` at the oracle mounted in
+central, and the code comes once, to her; `breakglass <code>` at the real daemon's
 PTY opens a session flagged break-glass (the notice on the port, the
 recording's header, `session_start`) and raises two alerts, one per
 audience, at once, to the SIEM and to central; the same code never passes
-again; a group alone cannot make a working code; provisioning needs an
-admin's code."""
+again; the review at central closes with both departments' sign-offs; a
+group alone cannot make a working code; provisioning needs an admin's
+code."""
 
 from __future__ import annotations
 
@@ -119,22 +122,71 @@ def test_a_quorum_of_both_groups_opens_a_flagged_session_once(make_shim, tmp_pat
         flagged_session_once(make_shim, tmp_path, central)
 
 
+def tokens_at(central: CentralServer, tmp_path: Path) -> dict[str, Path]:
+    """An API token file for each approving holder (named as in the deal)
+    and for rita, the clinical engineer who requests the code."""
+    people = {"ann": "clinical_engineering", "cat": "clinical_engineering",
+              "ivan": "infosec", "rita": "clinical_engineering"}  # fmt: skip
+    files = {}
+    for name, role in people.items():
+        token = central.shimmfa("token", "create", "--name", name, "--role", role).strip()
+        files[name] = tmp_path / f"{name}.token"
+        files[name].write_text(token + "\n")
+        files[name].chmod(0o600)
+    return files
+
+
+def released_by_central(central: CentralServer, tmp_path: Path) -> str:
+    """Rita asks central for the code; ann and cat (clinical) and ivan
+    (infosec) approve with `shimmfa quorum approve` against the oracle
+    mounted at /quorum; the code comes once, to rita."""
+    tokens = tokens_at(central, tmp_path)
+    with central.client(tokens["rita"].read_text().strip()) as rita:
+        opened = rita.post(
+            "/api/v1/breakglass/requests",
+            json={"shim_id": SHIM, "reason": "infusion pump occluded, vendor on site"},
+        )
+        assert opened.status_code == 201, opened.text
+        request, kek = opened.json()["request"], opened.json()["kek"]
+        for holder in ("clinical/ann", "infosec/ivan", "clinical/cat"):
+            name = holder.split("/")[1]
+            sent = shimmfa(
+                "quorum", "approve", "--url", f"{central.base_url}/quorum",
+                "--session", request["session_id"], "--tek", request["tek"],
+                "--toc-file", tmp_path / "deal.json", "--player", holder,
+                "--identity", tmp_path / f"{name}.key", "--token-file", tokens[name],
+                "--ca-file", central.ca_file,
+            )  # fmt: skip
+            assert sent.returncode == 0, sent.stderr
+        path = f"/api/v1/breakglass/requests/{request['id']}/code"
+        released = rita.post(path, json={"kek": kek})
+        assert released.status_code == 200, released.text
+        assert rita.post(path, json={"kek": kek}).status_code == 410  # once
+    code: str = released.json()["totp"]
+    return code
+
+
 def flagged_session_once(make_shim, tmp_path: Path, central: CentralServer) -> None:
     rig = emergency_shim(make_shim, tmp_path, central)
     provisioned = provision(rig, tmp_path, rig.code(ADMIN))
     assert provisioned.returncode == 0, provisioned.stderr
+    assert "central: deal registered" in provisioned.stdout
     deal = json.loads((tmp_path / "deal.json").read_text())
     assert set(deal["tocs"]) == {f"{g}/{n}" for g, names in HOLDERS.items() for n in names}
     status = rig.cli("breakglass", "status", "--config", str(rig.config))
     assert status.returncode == 0 and "clinical: 2 of 3" in status.stdout
     assert "infosec: 1 of 2" in status.stdout
+    with central.client() as admin:
+        registered = admin.get(f"/api/v1/shims/{SHIM}/breakglass").json()["current"]
+    assert {label: g["group_id"] for label, g in registered["groups"].items()} == {
+        label: g["group_id"] for label, g in deal["groups"].items()
+    }
+    assert set(registered["groups"]["clinical"]["holders"]) == set(HOLDERS["clinical"])
+    assert "tocs" not in json.dumps(registered)
+    again = rig.cli("breakglass", "register", "--config", str(rig.config))
+    assert again.returncode == 0 and "already registered" in again.stdout, again.stderr
     rig.start()
-    with OracleServer(
-        tmp_path / "oracle", "--ephemeral", "--register", str(tmp_path / "deal.json")
-    ).running() as oracle:
-        code = released_code(
-            release(oracle, tmp_path, ["clinical/ann", "infosec/ivan", "clinical/cat"])
-        )
+    code = released_by_central(central, tmp_path)
 
     rig.tech.send(f"breakglass {code}\r".encode())
     opened = rig.tech.read_until(b"Disconnect to end session.\r\n")
@@ -162,6 +214,7 @@ def flagged_session_once(make_shim, tmp_path: Path, central: CentralServer) -> N
         lambda: len(at_central()) == 2 and at_central(), "both alerts at central", 15
     )
     assert {e["fields"]["audience"] for e in arrived} == {"clinical_engineering", "infosec"}
+    signed_off_by_both(central, tmp_path, session_id)
 
     rig.tech.hangup()
     recording = wait_for(
@@ -186,9 +239,43 @@ def flagged_session_once(make_shim, tmp_path: Path, central: CentralServer) -> N
     assert "result=REPLAY" in rig.daemon.log_text()
 
 
+def signed_off_by_both(central: CentralServer, tmp_path: Path, session_id: str) -> None:
+    """The shim's alerts opened a review at central, due in 24 h; it closes
+    when clinical engineering and information security have both signed."""
+
+    def review() -> dict[str, Any] | None:
+        with central.client() as admin:
+            found = admin.get("/api/v1/breakglass/reviews", params={"shim_id": SHIM}).json()
+        return next((r for r in found["reviews"] if r["session_id"] == session_id), None)
+
+    opened = wait_for(review, "the break-glass review at central", 15)
+    assert opened["state"] == "open"
+    for name in ("ann", "ivan"):  # one of each department
+        with central.client((tmp_path / f"{name}.token").read_text().strip()) as reviewer:
+            answer = reviewer.post(
+                f"/api/v1/breakglass/reviews/{opened['id']}/signoffs",
+                json={"comment": f"{name}: justified, pump serviced"},
+            )
+            assert answer.status_code == 201, answer.text
+    closed = review()
+    assert closed is not None and closed["state"] == "closed"
+    assert closed["signoffs"]["clinical_engineering"]["by"] == "token:ann"
+    assert closed["signoffs"]["infosec"]["by"] == "token:ivan"
+
+
 def test_one_group_alone_cannot_make_a_working_code(make_shim, tmp_path):
     rig = emergency_shim(make_shim, tmp_path)
-    assert provision(rig, tmp_path, rig.code(ADMIN)).returncode == 0
+    token = tmp_path / "central.token"  # a central that is down: provisioning still works
+    token.write_text("sms_unused\n")
+    token.chmod(0o600)
+    rig.settings["central"] = {"url": "https://127.0.0.1:9", "token_file": str(token)}
+    rig.config.write_text(yaml.safe_dump(rig.settings, sort_keys=False), encoding="utf-8")
+    done = provision(rig, tmp_path, rig.code(ADMIN))
+    assert done.returncode == 0, done.stderr
+    assert "not registered with central yet" in done.stderr
+    assert "sms_unused" not in done.stderr + done.stdout
+    later = rig.cli("breakglass", "register", "--config", str(rig.config))
+    assert later.returncode == 1 and "cannot be reached" in later.stderr
     rig.start()
     with OracleServer(
         tmp_path / "oracle", "--ephemeral", "--register", str(tmp_path / "deal.json")

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shimmfa.cli.base import ConfigOption, command_group, load_settings, open_store
 from shimmfa.errors import QuorumError
+
+if TYPE_CHECKING:
+    from shimmfa.shim.settings import Settings
 
 app = command_group(
     "Break-glass: an emergency login whose code only a quorum of clinical engineering "
@@ -87,6 +90,52 @@ def provision(
     done = "replaced the previous one (its Tocs open nothing now)" if replaced else "made"
     typer.echo(f"break-glass secret {done}; {len(players)} Tocs in {output}")
     typer.echo("Hand each holder their Toc; `shimmfa breakglass status` shows the deal.")
+    if settings.central.url is not None and not _register(settings):
+        typer.echo(
+            "warning: the deal is not registered with central yet, so central cannot take "
+            "break-glass requests for this shim; run `shimmfa breakglass register` once "
+            "central is reachable (the secret and the Tocs are kept).",
+            err=True,
+        )
+
+
+def _register(settings: Settings) -> bool:
+    """Register the deal with central, saying how it went; False if not."""
+    from shimmfa.shim.reporting.breakglass_deal import register
+    from shimmfa.shim.state.store import StateStore
+
+    store = StateStore(settings.storage_root)
+    try:
+        done = register(settings, store)
+    except (OSError, QuorumError) as exc:
+        typer.echo(f"central: {exc}", err=True)
+        return False
+    finally:
+        store.close()
+    if done.status == 200:
+        typer.echo(f"central: the deal was already registered ({done.deal_id})")
+    elif done.replaced:
+        typer.echo(f"central: deal registered ({done.deal_id}), replacing {done.replaced}")
+    else:
+        typer.echo(f"central: deal registered ({done.deal_id})")
+    return True
+
+
+@app.command("register")
+def register_command(config: ConfigOption) -> None:
+    """Register the provisioned deal's public record (groups, thresholds,
+    holders and their age recipients; never a Toc or the secret) with the
+    central service, so that its operators can request the break-glass
+    code and the holders approve. `provision` does it when `central.url` is
+    set; run this when central was unreachable then. Safe to repeat. Exit 1
+    when central refuses it or cannot be reached."""
+    settings = load_settings(config)
+    if settings.central.url is None:
+        raise QuorumError(
+            "central.url is not set in the config: there is no central to register with"
+        )
+    if not _register(settings):
+        raise typer.Exit(1)
 
 
 def _write_new(path: Path, text: str) -> None:

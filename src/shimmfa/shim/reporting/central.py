@@ -165,9 +165,10 @@ class CentralClient:
         *,
         params: dict[str, int] | None = None,
         content: bytes | None = None,
+        content_type: str = "application/octet-stream",
     ) -> Answer:
         """`method` on `<prefix><path>`; OSError if central cannot be asked."""
-        headers = {"Content-Type": "application/octet-stream"} if content is not None else None
+        headers = {"Content-Type": content_type} if content is not None else None
         try:
             response = self._client.request(
                 method, self.prefix + path, params=params, content=content, headers=headers

@@ -62,7 +62,7 @@ def provision(
             {
                 "by": operator,
                 "replaced": replaced,
-                "groups": len(groups) if isinstance(groups, list) else 0,
+                "groups": len(groups) if isinstance(groups, dict | list) else 0,
             },
         )
     return replaced
