@@ -79,10 +79,12 @@ def test_demo_check_passes():
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=240,
         check=False,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASS" in result.stdout
     assert "FAIL" not in result.stdout
+    passed = [line for line in result.stdout.splitlines() if line.startswith("  PASS")]
+    assert len(passed) >= 18, result.stdout  # every step, break-glass's included
+    assert "both departments sign off and it closes" in result.stdout

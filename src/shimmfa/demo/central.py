@@ -205,11 +205,32 @@ class DemoCentral:
         if answer.status_code not in (200, 201):
             raise DemoError(f"central POST {path}: HTTP {answer.status_code} {answer.text[:200]}")
 
+    def create_token(self, name: str, role: str) -> str:
+        """An API token (`shimmfa central token create`), printed once."""
+        return self._central("token", "create", "--name", name, "--role", role).strip()
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        token: str | None = None,
+    ) -> tuple[int, Any]:
+        """`method path` as the admin (or with `token`): status and JSON."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        with self.client() as client:
+            answer = client.request(method, path, json=body, headers=headers)
+        try:
+            return answer.status_code, answer.json()
+        except ValueError:
+            return answer.status_code, None
+
     def auditor_get(self, path: str) -> str:
         """GET as an auditor (playback is for auditors and infosec only)."""
-        token = self._central("token", "create", "--name", "demo-auditor", "--role", "auditor")
+        token = self.create_token("demo-auditor", "auditor")
         with self.client() as client:
-            answer = client.get(path, headers={"Authorization": f"Bearer {token.strip()}"})
+            answer = client.get(path, headers={"Authorization": f"Bearer {token}"})
         if answer.status_code != 200:
             raise DemoError(f"central GET {path}: HTTP {answer.status_code} {answer.text[:200]}")
         return answer.text

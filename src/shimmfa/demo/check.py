@@ -8,10 +8,12 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from shimmfa.core.gate import EMERGENCY_NOTICE
 from shimmfa.core.heartbeat import verify_heartbeat
 from shimmfa.core.totp import decode_secret, totp_code
+from shimmfa.demo.breakglass import DemoBreakglass
 from shimmfa.demo.central import DemoCentral
 from shimmfa.demo.shim import (
     SECOND_FACTOR,
@@ -171,6 +173,70 @@ def run_checks(demo: Demo) -> list[str]:
         demo.send(f"{VENDOR} {unused}\r".encode())
         demo.read_until(b"Auth fail: DENIED (invalid credentials)\r\n> ")
 
+    emergency: dict[str, str] = {}
+
+    @step("break-glass: a request at central, approved by 2 of clinical AND 1 of infosec")
+    def _() -> None:
+        central, breakglass = _central(demo), _breakglass(demo)
+        status, opened = central.call(
+            "POST",
+            "/api/v1/breakglass/requests",
+            {"shim_id": SHIM_ID, "reason": "demo: pump occluded, vendor has no enrolment"},
+        )
+        if status != 201:
+            raise DemoError(f"break-glass request: HTTP {status} {opened}")
+        request = opened["request"]
+        path = f"/api/v1/breakglass/requests/{request['id']}/code"
+        status, early = central.call("POST", path, {"kek": opened["kek"]})
+        if status == 200:
+            raise DemoError("central released a code before any approval")
+        for holder in ("clinical/clara", "infosec/iris", "clinical/carl"):
+            breakglass.approve(request, holder)
+        status, released = central.call("POST", path, {"kek": opened["kek"]})
+        if status != 200:
+            raise DemoError(f"the code after both departments approved: HTTP {status} {released}")
+        if central.call("POST", path, {"kek": opened["kek"]})[0] != 410:
+            raise DemoError("central released the break-glass code twice")
+        emergency["code"] = str(released["totp"])
+
+    @step("`breakglass <code>` at the PTY opens a session under emergency audit")
+    def _() -> None:
+        demo.reconnect_technician()
+        demo.read_until(b"<totp_code>\r\n> ")
+        demo.send(f"breakglass {emergency['code']}\r".encode())
+        reply = demo.read_until(b"Pass-through enabled. Disconnect to end session.\r\n")
+        found = re.search(rb"; session (\S+)\r\n", reply)
+        if found is None or EMERGENCY_NOTICE.encode() not in reply:
+            raise DemoError(f"no emergency session in {reply!r}")
+        emergency["session"] = found[1].decode()
+        demo.send(b"status\r")
+        demo.read_until(b"state: RUNNING")
+        os.close(demo.tech_master)
+        demo.tech_master = -1
+
+    @step("central opened its review; both departments sign off and it closes")
+    def _() -> None:
+        central, breakglass = _central(demo), _breakglass(demo)
+
+        def review() -> dict[str, Any] | None:
+            _, found = central.call("GET", f"/api/v1/breakglass/reviews?shim_id={SHIM_ID}")
+            items = found.get("reviews", []) if isinstance(found, dict) else []
+            return next((r for r in items if r["session_id"] == emergency["session"]), None)
+
+        opened = _wait(review, "the review (the shim's two breakglass_session alerts)")
+        for name in ("clara", "iris"):
+            status, body = breakglass.as_holder(
+                name,
+                "POST",
+                f"/api/v1/breakglass/reviews/{opened['id']}/signoffs",
+                {"comment": f"{name}: justified, the pump was serviced"},
+            )
+            if status != 201:
+                raise DemoError(f"{name}'s sign-off: HTTP {status} {body}")
+        closed = review()
+        if closed is None or closed["state"] != "closed":
+            raise DemoError(f"the review is {closed and closed['state']}, not closed")
+
     for name, fn in steps:
         started = time.monotonic()
         fn()
@@ -188,6 +254,12 @@ def _wait(predicate: Callable[[], T | None], what: str, timeout: float = 20.0) -
             raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
     return value
+
+
+def _breakglass(demo: Demo) -> DemoBreakglass:
+    if demo.breakglass is None:
+        raise DemoError("the demo has no break-glass deal")
+    return demo.breakglass
 
 
 def _central(demo: Demo) -> DemoCentral:

@@ -24,6 +24,7 @@ from pyrage import x25519
 
 from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import TechnicianRecord, decode_secret, totp_code
+from shimmfa.demo.breakglass import SHIM_ADMIN, DemoBreakglass
 from shimmfa.demo.central import ADMIN, DemoCentral
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
@@ -82,6 +83,7 @@ class Demo:
     vendor_secret: str = ""  # VENDOR's, from central's enrolment
     second_secrets: tuple[str, str] = ("", "")  # demo2's two factors
     central: DemoCentral | None = None
+    breakglass: DemoBreakglass | None = None
     public_key: str = ""
     received: bytes = b""
 
@@ -219,8 +221,11 @@ def running_demo(workdir: Path) -> Iterator[Demo]:
             _print_enrolment(f"{TWO_FACTOR}'s second factor ({SECOND_FACTOR})", uri, qr=False)
             vendor_uri = uri_for(settings, TechnicianRecord(VENDOR, demo.vendor_secret))
             _print_enrolment(f"{VENDOR} at central (synced to the shim)", vendor_uri, qr=False)
+            shim_admin = enrol(settings, store, SHIM_ADMIN, notes="demo", roles=("admin",))
         finally:
             store.close()
+        demo.breakglass = DemoBreakglass(workdir / "breakglass", central)
+        print(demo.breakglass.provision(demo.config, demo.current_code(shim_admin.totp_secret)))  # noqa: T201
         demo.processes.append(
             _spawn(
                 ["devsim", "--fd", str(demo.dev_master), "--record", str(demo.device_record)],
@@ -280,6 +285,21 @@ def attach(demo: Demo) -> None:
             f"the second factor's in {central.workdir / 'admin.totp.second'}; "
             f"an admin API token is in {central.workdir / 'admin.token'}.\r\n"
             f"The fleet: shimmfa central status --database-url {central.database_url}\r\n",
+            flush=True,
+        )
+    breakglass = demo.breakglass
+    if breakglass is not None and central is not None:
+        folder = breakglass.workdir
+        print(  # noqa: T201
+            "\r\nBreak-glass: the shim's deal is registered at central; holders clara, carl, "
+            "cody (clinical engineering, 2 needed) AND iris, ivo (infosec, 1 needed), their "
+            f"age keys, API tokens and Tocs in {folder}. Request the code as the admin "
+            f"(Break-glass page, or POST /api/v1/breakglass/requests), then each holder:\r\n"
+            f"  shimmfa quorum approve --url {central.url}/quorum --session <session_id> "
+            f"--tek <tek> --toc-file {breakglass.deal} --player clinical/clara "
+            f"--identity {folder}/clara.agekey --token-file {folder}/clara.token "
+            f"--ca-file {central.ca_file}\r\n"
+            "and type `breakglass <code>` at the port.\r\n",
             flush=True,
         )
     print(  # noqa: T201
