@@ -27,7 +27,6 @@ Rules:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from shimmfa.core.bundle import open_bundle
 from shimmfa.errors import BundleError, StateError
 from shimmfa.shim.reporting.alerts import Emitter
 from shimmfa.shim.reporting.central import Requester
+from shimmfa.shim.reporting.loop import BackgroundLoop
 from shimmfa.shim.state.synced import BundleChange, SyncedTechnicians
 
 __all__ = ["BundleSync", "SyncResult"]
@@ -69,9 +69,11 @@ def _names(ids: Iterable[str], limit: int = 20) -> str:
     return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
-class BundleSync:
+class BundleSync(BackgroundLoop):
     """See the module rules. `sync_once()` is one attempt; `start()` runs
     them from a thread until `stop()`."""
+
+    thread_name = "central-sync"
 
     def __init__(
         self,
@@ -88,6 +90,7 @@ class BundleSync:
         clock: Callable[[], float] = time.time,
         retry_initial: float = RETRY_INITIAL,
     ) -> None:
+        super().__init__()
         self._client = client
         self._synced = synced
         self._alerts = alerts
@@ -102,9 +105,6 @@ class BundleSync:
         self._retry = 0.0
         self._expired_reported = False
         self._quiet = False  # after the first good sync, unchanged ones log at DEBUG
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.attempts = 0
 
     # -- one attempt ------------------------------------------------------------------
@@ -217,24 +217,6 @@ class BundleSync:
             )
 
     # -- the thread ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the bundle sync was started already")
-        self._thread = threading.Thread(target=self._run, name="central-sync", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        """Sync now (e.g. a test or an operator's request)."""
-        self._wake.set()
-
-    def stop(self, timeout: float = 1.0) -> bool:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stopping.is_set():

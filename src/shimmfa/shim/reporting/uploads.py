@@ -30,7 +30,6 @@ import hashlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,6 +40,7 @@ from shimmfa.core.session import valid_session_id
 from shimmfa.errors import RecordingError, StateError
 from shimmfa.shim.reporting.alerts import Emitter
 from shimmfa.shim.reporting.central import Answer, Requester
+from shimmfa.shim.reporting.loop import BackgroundLoop
 from shimmfa.shim.state.uploads import Upload, UploadLedger, UploadState
 
 __all__ = ["MAX_CHUNK", "RecordingUploader"]
@@ -59,9 +59,11 @@ class _UnreachableError(Exception):
     pass
 
 
-class RecordingUploader:
+class RecordingUploader(BackgroundLoop):
     """See the module rules. `run_once()` is one round over the sessions
     directory; `start()` runs rounds every `poll` seconds until `stop()`."""
+
+    thread_name = "central-upload"
 
     def __init__(
         self,
@@ -78,6 +80,7 @@ class RecordingUploader:
         clock: Callable[[], float] = time.time,
         retry_initial: float = RETRY_INITIAL,
     ) -> None:
+        super().__init__()
         self._client = client
         self._ledger = ledger
         self._alerts = alerts
@@ -89,9 +92,6 @@ class RecordingUploader:
         self._poll = poll
         self._clock = clock
         self._retry_initial = retry_initial
-        self._stopping = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.rounds = 0
         self.backoff = 0.0  # after central was unreachable: the wait before the next round
         self._poll_max = max(poll, 300.0)
@@ -295,23 +295,6 @@ class RecordingUploader:
         return 0
 
     # -- the thread ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("the uploader was started already")
-        self._thread = threading.Thread(target=self._run, name="central-upload", daemon=True)
-        self._thread.start()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float = 1.0) -> bool:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is None:
-            return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
