@@ -26,7 +26,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,13 +226,15 @@ def exchange(
 class Daemon:
     """One `shimmfa run` process; its stdout and stderr go to `log`."""
 
-    def __init__(self, config: Path, log: Path) -> None:
+    def __init__(self, config: Path, log: Path, prefix: Sequence[str] = ()) -> None:
+        """`prefix`: a command that restricts itself, then execs the daemon's
+        command line given as its last arguments (the hardening tests)."""
         self.config = config
         self.log = log
         self.signalled = False  # the test stopped it on purpose
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "shimmfa", "run", "--config", str(config)],
+                [*prefix, sys.executable, "-m", "shimmfa", "run", "--config", str(config)],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
@@ -331,9 +333,10 @@ class ShimRig:
     def daemon(self) -> Daemon:
         return self.daemons[-1]
 
-    def start(self, *, ready: bool = True) -> Daemon:
-        """Start `shimmfa run`; with `ready`, wait for (and consume) its banner."""
-        daemon = Daemon(self.config, self.root / f"daemon-{len(self.daemons)}.log")
+    def start(self, *, ready: bool = True, prefix: Sequence[str] = ()) -> Daemon:
+        """Start `shimmfa run` (through `prefix`, see `Daemon`); with
+        `ready`, wait for (and consume) its banner."""
+        daemon = Daemon(self.config, self.root / f"daemon-{len(self.daemons)}.log", prefix)
         self.daemons.append(daemon)
         deadline = time.monotonic() + DEFAULT_TIMEOUT
         while ready and HARNESS_BANNER not in self.tech.buffer:
