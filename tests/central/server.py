@@ -23,11 +23,14 @@ periods are judged promptly."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -95,6 +98,25 @@ class CentralServer:
         return done.stdout
 
     def _init(self) -> None:
+        """`central init` and an admin token; on the default SQLite database
+        a copy of the first server's initialised files (the same schema,
+        admin and keys: `init` costs seconds, a copy nothing)."""
+        template = _TEMPLATES.get(self._template_key)
+        if template is not None:
+            template.copy_to(self)
+            self._initialised = True
+            return
+        self._init_fresh()
+        if self._template_key is not None:
+            _TEMPLATES[self._template_key] = _Template(self)
+
+    @property
+    def _template_key(self) -> tuple[tuple[str, str], ...] | None:
+        if self.database_url != f"sqlite:///{self.workdir / 'central.db'}":
+            return None
+        return tuple(sorted(self.settings.items()))
+
+    def _init_fresh(self) -> None:
         password = self.workdir / "admin.password"
         password.write_text(self.admin_password)
         secret = self.workdir / "admin.totp"
@@ -223,3 +245,28 @@ class CentralServer:
             with os.fdopen(fd, "w") as handle:
                 handle.write(credential + "\n")
         return credential
+
+
+class _Template:
+    """An initialised SQLite central (database, keys, admin), copied into
+    each later server's working directory with the same settings."""
+
+    FILES = ("central.db", "admin.password", "admin.totp", "admin.totp.second")
+
+    def __init__(self, source: CentralServer) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="central-template-"))
+        atexit.register(shutil.rmtree, self.root, True)
+        for name in self.FILES:
+            shutil.copy2(source.workdir / name, self.root / name)
+        shutil.copytree(source.workdir / KEYS, self.root / KEYS)
+        self.secrets = (source.admin_secret, source.admin_second, source.admin_token)
+
+    def copy_to(self, server: CentralServer) -> None:
+        for name in self.FILES:
+            shutil.copy2(self.root / name, server.workdir / name)
+        shutil.copytree(self.root / KEYS, server.workdir / KEYS)
+        server.admin_secret, server.admin_second, server.admin_token = self.secrets
+
+
+KEYS = "central-keys"  # `central init`'s default, in the server's working directory
+_TEMPLATES: dict[tuple[tuple[str, str], ...], _Template] = {}
