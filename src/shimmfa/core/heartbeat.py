@@ -114,11 +114,17 @@ class VerifiedHeartbeat:
 
     @property
     def sent_at_epoch(self) -> float:
-        moment = dt.datetime.strptime(self.sent_at, "%Y-%m-%dT%H:%M:%S.%fZ")
-        return moment.replace(tzinfo=dt.UTC).timestamp()
+        return _sent_at_time(self.sent_at).timestamp()
 
     def as_payload(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in sorted(FIELDS)}
+
+
+def _sent_at_time(text: str) -> dt.datetime:
+    """`sent_at` (already matched by `_SENT_AT`) as an aware UTC time;
+    ValueError for a date that does not exist. fromisoformat, not strptime:
+    a tenth of the cost, on central's hot path."""
+    return dt.datetime.fromisoformat(text)
 
 
 def canonical(obj: Mapping[str, Any]) -> bytes:
@@ -337,7 +343,7 @@ def _checked_payload(value: object) -> dict[str, Any]:
     if not isinstance(sent_at, str) or not _SENT_AT.fullmatch(sent_at):
         raise _malformed("sent_at must be UTC time YYYY-MM-DDTHH:MM:SS.mmmZ")
     try:
-        dt.datetime.strptime(sent_at, "%Y-%m-%dT%H:%M:%S.%fZ")
+        _sent_at_time(sent_at)
     except ValueError:
         raise _malformed(f"sent_at {sent_at!r} is not a real date and time") from None
     if not isinstance(value["state"], str) or value["state"] not in STATES:
