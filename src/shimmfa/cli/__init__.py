@@ -106,8 +106,9 @@ def demo(
 ) -> None:
     """The whole system locally: the central service (HTTPS on 127.0.0.1), and
     the shim + a simulated device on PTYs with an enrolled demo technician,
-    heartbeating to central; attaches your terminal as the technician
-    (Ctrl-] quits)."""
+    heartbeating to central, break-glass dealt and registered; attaches your
+    terminal as the technician (Ctrl-] then h hangs up, Ctrl-] then q
+    quits)."""
     from shimmfa import demo as demo_mod
 
     raise typer.Exit(demo_mod.main(check=check, workdir=workdir))

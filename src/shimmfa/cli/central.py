@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shimmfa.cli import central_admin, central_factors, central_keys
+from shimmfa.cli import central_admin, central_factors, central_keys, central_operators
 from shimmfa.cli.base import command_group, console, err
 from shimmfa.cli.central_keys import DEFAULT_KEYS_DIR, KeysDir
 from shimmfa.errors import CentralError, ConfigError
@@ -27,6 +27,7 @@ app = command_group(
 )
 app.add_typer(central_admin.token_app, name="token")
 app.add_typer(central_admin.shim_app, name="shim")
+app.add_typer(central_operators.operator_app, name="operator")
 app.add_typer(central_factors.factor_app, name="factor")
 app.add_typer(central_keys.keys_app, name="keys")
 
@@ -129,82 +130,11 @@ def init(
         schema.upgrade(central.engine)
         typer.echo(f"{safe_url(database_url)}: schema at {schema.head_revision()}")
         if admin is not None:
-            _init_admin(central, admin, password_file, totp_secret_file, code, factor_code or [])
+            central_operators.create_confirmed(
+                central, admin, "admin", password_file, totp_secret_file, code, factor_code or []
+            )
     finally:
         central.close()
-
-
-def _init_admin(
-    central: Central,
-    admin: str,
-    password_file: Path | None,
-    secret_file: Path | None,
-    code: str | None,
-    factor_codes: list[str],
-) -> None:
-    from sqlalchemy import delete
-
-    from shimmfa.central.models import AuthStateRow, Operator
-    from shimmfa.central.operators import DbAuthStateStore, create_operator
-    from shimmfa.core.totp import TechnicianRecord, TotpGate, provisioning_uri
-
-    with central.sessions() as session:
-        if session.get(Operator, admin) is not None:
-            raise CentralError(f"operator {admin!r} exists already; nothing to do")
-    if password_file is not None:
-        password = read_secret_file(password_file, "password")
-    else:
-        password = typer.prompt(f"Password for {admin}", hide_input=True, confirmation_prompt=True)
-    given = None
-    if secret_file is not None and secret_file.exists() and secret_file.stat().st_size:
-        given = read_secret_file(secret_file, "TOTP secret")
-    operator, secret = create_operator(
-        central, admin, role="admin", password=password, totp_secret=given, actor=actor()
-    )
-    uri = provisioning_uri(admin, secret, issuer="ShimMFA central")
-    if secret_file is not None:
-        if given is None:
-            write_private(secret_file, secret)
-            typer.echo(f"TOTP secret written to {secret_file} (mode 0600)")
-    else:
-        import segno
-
-        typer.echo(f"Add this to the admin's authenticator app:\n{uri}\n")
-        segno.make(uri, error="m").terminal(compact=True)
-    if code is None:
-        code = typer.prompt("Code shown by the authenticator")
-    gate = TotpGate(
-        {admin: TechnicianRecord(admin, secret)},
-        time_source=central.clock,
-        window=central.settings.totp_window,
-        store=DbAuthStateStore(central),
-    )
-    outcome = gate.authenticate(admin, code)
-    if not outcome.authenticated:
-        with central.sessions.begin() as session:
-            session.execute(delete(Operator).where(Operator.operator_id == admin))
-            session.execute(delete(AuthStateRow).where(AuthStateRow.key == admin))
-        raise CentralError(
-            f"that code does not match ({outcome.result}); {admin!r} was not created: "
-            "check the authenticator's clock and run init again"
-        )
-    try:
-        for index, factor_id in enumerate(central.settings.factors_for("admin")):
-            central_factors.enrol_and_confirm(
-                central,
-                admin,
-                factor_id,
-                secret_file=secret_file.with_name(f"{secret_file.name}.{factor_id}")
-                if secret_file is not None
-                else None,
-                code=factor_codes[index] if index < len(factor_codes) else None,
-            )
-    except CentralError as exc:
-        with central.sessions.begin() as session:
-            session.execute(delete(Operator).where(Operator.operator_id == admin))
-            session.execute(delete(AuthStateRow).where(AuthStateRow.key == admin))
-        raise CentralError(f"{exc}; {admin!r} was not created: run init again") from None
-    typer.echo(f"admin {operator.operator_id!r} created and confirmed")
 
 
 @app.command("serve")

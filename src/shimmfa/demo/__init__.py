@@ -4,7 +4,7 @@ The central service over HTTPS on 127.0.0.1 (`central`), then two PTY
 pairs, a config, an enrolled demo technician (QR code + URI), the
 simulated device and the real `shimmfa run` daemon, registered with central
 and heartbeating to it (`shim`); the terminal is attached as the technician
-(Ctrl-] quits). `--check` runs the same flow unattended and prints a PASS
+(Ctrl-] then h hangs up, then q quits). `--check` runs the same flow unattended and prints a PASS
 report (`check`); without a terminal on stdin the demo runs the check.
 """
 

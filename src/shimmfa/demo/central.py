@@ -29,9 +29,10 @@ from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
 from shimmfa.demo.tls import make_tls
 from shimmfa.errors import DemoError
 
-__all__ = ["ADMIN", "DemoCentral"]
+__all__ = ["ADMIN", "AUDITOR", "DemoCentral"]
 
 ADMIN = "admin@demo.example.org"
+AUDITOR = "audrey@demo.example.org"  # plays sessions back in the UI (admins may not)
 
 
 def _free_port() -> int:
@@ -56,6 +57,7 @@ class DemoCentral:
     admin_secret: str = field(default_factory=generate_totp_secret)
     admin_second: str = field(default_factory=generate_totp_secret)  # the admin's 2nd factor
     token: str = ""
+    auditor: tuple[str, Path] | None = None  # AUDITOR's password and TOTP secret file
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,6 +121,7 @@ class DemoCentral:
         )  # fmt: skip
         self.token = self._central("token", "create", "--name", "demo", "--role", "admin").strip()
         _private(self.workdir / "admin.token", self.token)
+        self.auditor = self.add_operator(AUDITOR, "auditor")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [
@@ -204,6 +207,19 @@ class DemoCentral:
             answer = client.post(path)
         if answer.status_code not in (200, 201):
             raise DemoError(f"central POST {path}: HTTP {answer.status_code} {answer.text[:200]}")
+
+    def add_operator(self, operator_id: str, role: str) -> tuple[str, Path]:
+        """An operator who logs in to the UI (`central operator add`): the
+        password, and the file (0600) holding the TOTP secret."""
+        password = secrets.token_urlsafe(12)
+        password_file = _private(self.workdir / f"{role}.password", password)
+        secret_file = _private(self.workdir / f"{role}.totp", generate_totp_secret())
+        code = self.admin_code(secret_file.read_text().strip())
+        self._central(
+            "operator", "add", operator_id, "--role", role, "--password-file",
+            str(password_file), "--totp-secret-file", str(secret_file), "--code", code,
+        )  # fmt: skip
+        return password, secret_file
 
     def create_token(self, name: str, role: str) -> str:
         """An API token (`shimmfa central token create`), printed once."""

@@ -2,7 +2,7 @@
 technician, the simulated device and the real `shimmfa run` daemon,
 heartbeating to the demo's central service, syncing a technician enrolled
 there and uploading its recordings; and the terminal attached as the
-technician (Ctrl-] quits).
+technician (Ctrl-] then h hangs up, Ctrl-] then q quits).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pyrage import x25519
 from shimmfa.core.gate import BANNER
 from shimmfa.core.totp import TechnicianRecord, decode_secret, totp_code
 from shimmfa.demo.breakglass import SHIM_ADMIN, DemoBreakglass
-from shimmfa.demo.central import ADMIN, DemoCentral
+from shimmfa.demo.central import ADMIN, AUDITOR, DemoCentral
 from shimmfa.errors import DemoError
 from shimmfa.shim.config import load_config
 from shimmfa.shim.recorder.files import verify_file
@@ -274,6 +274,20 @@ def _print_enrolment(who: str, uri: str, *, qr: bool = True) -> None:
     print(uri, flush=True)  # noqa: T201
 
 
+def _menu(stdin: int) -> str:
+    """After Ctrl-]: h unplugs the laptop's cable (the session ends, its
+    recording goes to central, a new cable is plugged in), anything else
+    quits."""
+    os.write(
+        sys.stdout.fileno(),
+        b"\r\n[demo] h: hang up (unplug the cable: the session ends and its recording "
+        b"goes to central), any other key: quit > ",
+    )
+    key = os.read(stdin, 1)
+    os.write(sys.stdout.fileno(), b"\r\n")
+    return "hangup" if key in (b"h", b"H") else "quit"
+
+
 def attach(demo: Demo) -> None:
     central = demo.central
     if central is not None:
@@ -284,6 +298,9 @@ def attach(demo: Demo) -> None:
             f"{central.workdir / 'admin.totp'} (current code {central.admin_code()}), then "
             f"the second factor's in {central.workdir / 'admin.totp.second'}; "
             f"an admin API token is in {central.workdir / 'admin.token'}.\r\n"
+            f"Auditor login (plays sessions back): {AUDITOR}, password "
+            f"{central.auditor[0] if central.auditor else '?'}, TOTP secret in "
+            f"{central.auditor[1] if central.auditor else '?'}.\r\n"
             f"The fleet: shimmfa central status --database-url {central.database_url}\r\n",
             flush=True,
         )
@@ -305,13 +322,15 @@ def attach(demo: Demo) -> None:
     print(  # noqa: T201
         f"\r\nThe shim is up. Log in as:  {TECHNICIAN} <code from your app>\r\n"
         f"(current code: {demo.current_code()}). Then press Enter for the device's "
-        "login: user service, password vip3200. Ctrl-] quits.\r\n"
+        "login: user service, password vip3200. Ctrl-] then h hangs up (ends the session), "
+        "Ctrl-] then q quits.\r\n"
         f"Or with two factors: {TWO_FACTOR} {demo.current_code(demo.second_secrets[0])}, "
         f"then at `Next factor: {SECOND_FACTOR}` {demo.current_code(demo.second_secrets[1])} "
         "(codes of now).\r\n"
         f"Or as {VENDOR}, enrolled at central and synced to the shim: "
         f"{demo.current_code(demo.vendor_secret)}; its recording is uploaded to central when "
-        "the session ends (Sessions page of the UI, as an auditor).\r\n",
+        f"the session ends (Sessions page of the UI, as {AUDITOR}).\r\n"
+        f"To see the shim go missing at central: kill -9 {demo.processes[-1].pid}\r\n",
         flush=True,
     )
     stdin = sys.stdin.fileno()
@@ -324,12 +343,22 @@ def attach(demo: Demo) -> None:
             ready, _, _ = select.select([stdin, demo.tech_master], [], [])
             if stdin in ready:
                 data = os.read(stdin, 1024)
-                if not data or QUIT in data:
+                if not data:
                     return
+                if QUIT in data:
+                    demo.send(data[: data.index(QUIT)])
+                    if _menu(stdin) != "hangup":
+                        return
+                    demo.reconnect_technician()  # the shim ends the session, then greets anew
+                    continue
                 demo.send(data)
             if demo.tech_master in ready:
-                with contextlib.suppress(BlockingIOError):
+                try:
                     os.write(sys.stdout.fileno(), os.read(demo.tech_master, 65536))
+                except BlockingIOError:
+                    pass
+                except OSError:  # EIO: a new cable, the shim has not opened its end yet
+                    time.sleep(0.05)
     finally:
         termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         print("\r\nDemo ended.", flush=True)  # noqa: T201
