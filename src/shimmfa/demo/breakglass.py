@@ -12,7 +12,6 @@ and Toc is a file of mode 0600 in the demo's `breakglass/` folder.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from typing import Any
 
 from pyrage import x25519
 
-from shimmfa.demo.central import DemoCentral
+from shimmfa.demo.central import DemoCentral, write_private
 from shimmfa.errors import DemoError
 
 __all__ = ["HOLDERS", "SHIM_ADMIN", "DemoBreakglass"]
@@ -33,13 +32,6 @@ HOLDERS = {
 }
 THRESHOLDS = {"clinical": 2, "infosec": 1}
 ROLE = {"clinical": "clinical_engineering", "infosec": "infosec"}
-
-
-def _private(path: Path, text: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(text + "\n")
-    return path
 
 
 def _shimmfa(*args: str) -> subprocess.CompletedProcess[str]:
@@ -74,10 +66,10 @@ class DemoBreakglass:
         for group, names in HOLDERS.items():
             for name in names:
                 identity = x25519.Identity.generate()
-                _private(self.key(name), str(identity))
+                write_private(self.key(name), str(identity))
                 players += ["--player", f"{group}/{name}={identity.to_public()}"]
                 token = self.central.create_token(name, ROLE[group])
-                self.tokens[name] = _private(self.workdir / f"{name}.token", token)
+                self.tokens[name] = write_private(self.workdir / f"{name}.token", token)
         self.deal.unlink(missing_ok=True)
         done = _shimmfa(
             "breakglass", "provision", "--config", str(config), "--operator", SHIM_ADMIN,

@@ -29,7 +29,7 @@ from shimmfa.core.totp import decode_secret, generate_totp_secret, totp_code
 from shimmfa.demo.tls import make_tls
 from shimmfa.errors import DemoError
 
-__all__ = ["ADMIN", "AUDITOR", "DemoCentral"]
+__all__ = ["ADMIN", "AUDITOR", "DemoCentral", "write_private"]
 
 ADMIN = "admin@demo.example.org"
 AUDITOR = "audrey@demo.example.org"  # plays sessions back in the UI (admins may not)
@@ -42,7 +42,8 @@ def _free_port() -> int:
         return port
 
 
-def _private(path: Path, text: str) -> Path:
+def write_private(path: Path, text: str) -> Path:
+    """`text` and a newline in a new file of mode 0600 (a secret of the demo)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(text + "\n")
@@ -111,16 +112,16 @@ class DemoCentral:
         """Initialise the database and the admin, then serve over HTTPS."""
         self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
         _, cert, key = make_tls(self.workdir / "tls")
-        password = _private(self.workdir / "admin.password", self.password)
-        secret = _private(self.workdir / "admin.totp", self.admin_secret)
-        _private(self.workdir / "admin.totp.second", self.admin_second)
+        password = write_private(self.workdir / "admin.password", self.password)
+        secret = write_private(self.workdir / "admin.totp", self.admin_secret)
+        write_private(self.workdir / "admin.totp.second", self.admin_second)
         self._central(
             "init", "--admin", ADMIN, "--password-file", str(password),
             "--totp-secret-file", str(secret), "--code", self.admin_code(),
             "--factor-code", self.admin_code(self.admin_second),
         )  # fmt: skip
         self.token = self._central("token", "create", "--name", "demo", "--role", "admin").strip()
-        _private(self.workdir / "admin.token", self.token)
+        write_private(self.workdir / "admin.token", self.token)
         self.auditor = self.add_operator(AUDITOR, "auditor")
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -212,8 +213,8 @@ class DemoCentral:
         """An operator who logs in to the UI (`central operator add`): the
         password, and the file (0600) holding the TOTP secret."""
         password = secrets.token_urlsafe(12)
-        password_file = _private(self.workdir / f"{role}.password", password)
-        secret_file = _private(self.workdir / f"{role}.totp", generate_totp_secret())
+        password_file = write_private(self.workdir / f"{role}.password", password)
+        secret_file = write_private(self.workdir / f"{role}.totp", generate_totp_secret())
         code = self.admin_code(secret_file.read_text().strip())
         self._central(
             "operator", "add", operator_id, "--role", role, "--password-file",
