@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import httpx
 
 from central.kit import code_at
 from central.postgres import free_port
+from processes import log_tail, stop_group
 from shimmfa.core.totp import generate_totp_secret
 from shimmfa.demo.tls import make_tls
 from waiting import wait_for
@@ -179,15 +179,7 @@ class CentralServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
+        stop_group(process)
 
     def restart(self) -> None:
         self.stop()
@@ -202,7 +194,7 @@ class CentralServer:
             self.stop()
 
     def log(self) -> str:
-        return self._log.read_text(errors="replace")[-3000:] if self._log.exists() else ""
+        return log_tail(self._log)
 
     # -- using it ----------------------------------------------------------------------
 

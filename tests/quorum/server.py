@@ -9,8 +9,6 @@ awaited with a deadline (the OpenAPI document answers), never a sleep."""
 
 from __future__ import annotations
 
-import os
-import signal
 import ssl
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from central.postgres import free_port
+from processes import log_tail, stop_group
 from shimmfa.demo.tls import make_tls
 from waiting import wait_for
 
@@ -75,14 +74,7 @@ class OracleServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+        stop_group(process)
 
     @contextmanager
     def running(self) -> Iterator[OracleServer]:
@@ -90,7 +82,7 @@ class OracleServer:
             yield self
 
     def log(self) -> str:
-        return self._log.read_text(errors="replace")[-3000:] if self._log.exists() else ""
+        return log_tail(self._log)
 
     def client(self) -> httpx.Client:
         verify: ssl.SSLContext | bool = False
