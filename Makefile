@@ -26,7 +26,7 @@ demo: system venv
 	$(BIN)/shimmfa demo
 
 test: system venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup; rc=$$?; \
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: system venv
