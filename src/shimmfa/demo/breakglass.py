@@ -22,6 +22,7 @@ from pyrage import x25519
 
 from shimmfa.demo.central import DemoCentral, write_private
 from shimmfa.errors import DemoError
+from shimmfa.shim.reporting.breakglass_deal import ROLE_OF_GROUP
 
 __all__ = ["HOLDERS", "SHIM_ADMIN", "DemoBreakglass"]
 
@@ -31,7 +32,6 @@ HOLDERS = {
     "infosec": ("iris", "ivo"),  # information security: 1 of 2
 }
 THRESHOLDS = {"clinical": 2, "infosec": 1}
-ROLE = {"clinical": "clinical_engineering", "infosec": "infosec"}
 
 
 def _shimmfa(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,7 +68,7 @@ class DemoBreakglass:
                 identity = x25519.Identity.generate()
                 write_private(self.key(name), str(identity))
                 players += ["--player", f"{group}/{name}={identity.to_public()}"]
-                token = self.central.create_token(name, ROLE[group])
+                token = self.central.create_token(name, ROLE_OF_GROUP[group])
                 self.tokens[name] = write_private(self.workdir / f"{name}.token", token)
         self.deal.unlink(missing_ok=True)
         done = _shimmfa(
