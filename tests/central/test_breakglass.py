@@ -245,6 +245,9 @@ def test_a_request_needs_a_shim_with_a_deal_a_reason_and_a_requester_role(
     answer = client.post("/api/v1/breakglass/requests", json={**body, "shim_id": "nope"},
                          headers=breakglass.as_("rita"))  # fmt: skip
     refused(answer, 404, "not_found")
+    answer = client.post("/api/v1/breakglass/requests", json={**body, "shim_id": "a\x00b"},
+                         headers=breakglass.as_("rita"))  # fmt: skip
+    refused(answer, 422, "invalid")  # not a 500 from PostgreSQL, which stores no NUL
     answer = client.post("/api/v1/breakglass/requests", json={**body, "reason": "  "},
                          headers=breakglass.as_("rita"))  # fmt: skip
     refused(answer, 422, "reason")

@@ -109,6 +109,34 @@ def test_no_or_an_unknown_credential_is_401(
     assert snapshot(central, "shim-a") == before
 
 
+def test_the_heartbeat_fast_path_answers_as_the_api_does(
+    client: TestClient, central: Central, shim: SimShim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /api/v1/heartbeats is served before FastAPI's routing; what it
+    does not serve (another method, a query string) gets the API's own
+    answers, and an internal error is the API's JSON 500."""
+    answer = client.get(URL, headers=shim.auth)
+    assert (answer.status_code, answer.json()["code"]) == (405, "method_not_allowed")
+    routed = client.post(URL, params={"via": "route"}, json=shim.heartbeat(), headers=shim.auth)
+    fast = client.post(URL, json=shim.heartbeat(), headers=shim.auth)
+    assert (routed.status_code, fast.status_code) == (200, 200)
+    assert routed.json() | {"seq": 0} == fast.json() | {"seq": 0}
+    assert client.post(URL + "?x=%00", json=shim.heartbeat(), headers=shim.auth).status_code == 400
+    refused = client.post(URL, json=shim.heartbeat())
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert refused.headers["content-type"] == "application/json"
+
+    async def broken(*_: object) -> bytes:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("shimmfa.central.api.ingest._read", broken)
+    before = snapshot(central, "shim-a")
+    answer = client.post(URL, json=shim.heartbeat(), headers=shim.auth)
+    assert (answer.status_code, answer.json()["code"]) == (500, "internal_error")
+    assert "a bug" not in answer.text
+    assert snapshot(central, "shim-a") == before
+
+
 def test_an_operator_token_is_not_a_shim_credential(
     client: TestClient, shim: SimShim, admin: dict[str, str]
 ) -> None:

@@ -36,6 +36,7 @@ from shimmfa.central.api import (
     shims,
     technicians,
 )
+from shimmfa.central.api.heartbeat_path import HeartbeatFastPath
 from shimmfa.central.api.nul_guard import NulGuard
 from shimmfa.central.context import Central
 from shimmfa.central.ingest_async import AsyncMover
@@ -65,7 +66,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         thread = MonitorThread(central, Forwarder(central)) if monitor else None
         if central.dialect == "postgresql":
-            app.state.mover = AsyncMover(central.settings.database_url, central.settings.pool_size)
+            app.state.mover = AsyncMover(central.settings.database_url)
         if thread is not None:
             thread.start()
         try:
@@ -89,6 +90,7 @@ def create_app(
     app.state.login_verifier = login_verifier or TotpLogin(central)
     errors.install(app)
     app.add_middleware(NulGuard)
+    app.add_middleware(HeartbeatFastPath, path=f"{API_PREFIX}/heartbeats")
     ui.install(app)
     for router in (
         login.router,

@@ -43,6 +43,7 @@ from shimmfa.central.models import ShimRow
 from shimmfa.central.oracle_mount import approver_for, oracle_of
 from shimmfa.central.problems import Conflict, Forbidden, Invalid, NotFound
 from shimmfa.central.records import record
+from shimmfa.central.registry import check_id
 from shimmfa.core.events import iso_time
 from shimmfa.quorum.records import SessionState, TocStatus
 from shimmfa.quorum.store_sql import SqlSessionStore
@@ -177,6 +178,7 @@ def create_request(
         raise Invalid(f"reason: say why, in 1 to {MAX_REASON} printable characters", "reason")
     if not isinstance(ttl, int) or not MIN_TTL <= ttl <= MAX_TTL:
         raise Invalid(f"ttl: from {MIN_TTL} to {MAX_TTL} seconds", "ttl")
+    check_id(shim_id, "shim_id")
     with central.sessions() as session:
         if session.scalars(select(ShimRow.pk).where(ShimRow.shim_id == shim_id)).first() is None:
             raise NotFound(f"shim_id: no shim is registered as {shim_id!r}", "not_found")

@@ -34,8 +34,11 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     case,
+    cast,
+    column,
     false,
     func,
     insert,
@@ -44,6 +47,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import Session
 
 from shimmfa.central.context import Central, ShimIdentity
@@ -56,6 +60,8 @@ from shimmfa.core.heartbeat import Rejection, VerifiedHeartbeat, verify_heartbea
 from shimmfa.errors import HeartbeatError
 
 __all__ = [
+    "BATCH_COLUMNS",
+    "MOVED_BATCH",
     "MOVED_WITH_HISTORY",
     "authenticate_shim",
     "ingest_heartbeat",
@@ -131,39 +137,49 @@ def refuse(
         return refusal(central, session, identity, h, now)
 
 
-def _param(name: str, kind: Any) -> Any:
-    return bindparam(name, type_=kind)
+class _Source:
+    """Where a heartbeat's new values come from: bound parameters (one
+    heartbeat) or the columns of an `unnest` of arrays (a batch)."""
+
+    def __init__(self, pick: Any) -> None:
+        self.pk = pick("pk", BigInteger())
+        self.b = pick("b", BigInteger())
+        self.seq = pick("s", BigInteger())
+        self.now = pick("now", Double())
+        self.sent = pick("sent", Double())
+        self.up = pick("up", Double())
+        self.state = pick("state", String())
+        self.sess = pick("sess", String())
+        self.wire = pick("wire", Text())
 
 
-def _move_statements() -> tuple[Any, Any, Any]:
-    """The accepting statements, built once with bound parameters: (the
-    UPDATE, the UPDATE + history INSERT in one statement for PostgreSQL,
-    the history INSERT alone for SQLite). Reusing one statement object
-    spares SQLAlchemy building it and computing its cache key per call."""
+def _moved(v: _Source, *narrowing: Any) -> Any:
+    """The conditional UPDATE that accepts what `v` holds: only newer than
+    the shim's position, never in state_reset (`narrowing`: more WHERE
+    clauses)."""
     s = SHIMS.c
-    b, seq = _param("p_b", BigInteger()), _param("p_s", BigInteger())
-    now, sent = _param("p_now", Double()), _param("p_sent", Double())
-    state = _param("p_state", String())
-    tampered = state == "tampered"
-    clearing = and_(state == "ok", s.tampered_sent_at.is_not(None), sent > s.tampered_sent_at)
-    unannounced = and_(s.boot_count.is_not(None), b > s.boot_count, s.stopped_at.is_(None))
+    tampered = v.state == "tampered"
+    clearing = and_(v.state == "ok", s.tampered_sent_at.is_not(None), v.sent > s.tampered_sent_at)
+    unannounced = and_(s.boot_count.is_not(None), v.b > s.boot_count, s.stopped_at.is_(None))
     values = {
-        "boot_count": b,
-        "seq": seq,
-        "last_seen_at": now,
-        "last_sent_at": sent,
-        "uptime_s": _param("p_up", Double()),
-        "hb_state": state,
-        "open_session": _param("p_sess", String()),
+        "boot_count": v.b,
+        "seq": v.seq,
+        "last_seen_at": v.now,
+        "last_sent_at": v.sent,
+        "uptime_s": v.up,
+        "hb_state": v.state,
+        "open_session": v.sess,
         "stopped_at": null(),
-        "back_at": case((and_(s.alarm == "missing", s.back_at.is_(None)), now), else_=s.back_at),
+        "back_at": case((and_(s.alarm == "missing", s.back_at.is_(None)), v.now), else_=s.back_at),
         "reboot_from": case(
             (unannounced, func.coalesce(s.reboot_from, s.boot_count)), else_=s.reboot_from
         ),
         "tampered_at": case(
-            (tampered, func.coalesce(s.tampered_at, now)), (clearing, null()), else_=s.tampered_at
+            (tampered, func.coalesce(s.tampered_at, v.now)),
+            (clearing, null()),
+            else_=s.tampered_at,
         ),
-        "tampered_sent_at": case((tampered, sent), (clearing, null()), else_=s.tampered_sent_at),
+        "tampered_sent_at": case((tampered, v.sent), (clearing, null()), else_=s.tampered_sent_at),
         "tamper_alarmed": case((clearing, false()), else_=s.tamper_alarmed),
         "check_at": case(
             (
@@ -173,36 +189,75 @@ def _move_statements() -> tuple[Any, Any, Any]:
                     unannounced,
                     and_(tampered, s.tamper_alarmed.is_(False)),
                 ),
-                now,
+                v.now,
             ),
-            else_=now + MISSING_PERIODS * s.heartbeat_period,
+            else_=v.now + MISSING_PERIODS * s.heartbeat_period,
         ),
     }
-    newer = or_(s.boot_count.is_(None), s.boot_count < b, and_(s.boot_count == b, s.seq < seq))
-    moved = (
-        update(SHIMS)
-        .where(s.pk == _param("p_pk", BigInteger()), s.reset_at.is_(None), newer)
-        .values(values)
+    newer = or_(
+        s.boot_count.is_(None), s.boot_count < v.b, and_(s.boot_count == v.b, s.seq < v.seq)
     )
-    history = {
-        "boot_count": b,
-        "seq": seq,
-        "received_at": now,
-        "sent_at": sent,
-        "state": state,
-        "wire": _param("p_wire", Text()),
-    }
-    cte = moved.returning(s.pk).cte("moved")
+    return update(SHIMS).where(s.pk == v.pk, *narrowing, s.reset_at.is_(None), newer).values(values)
+
+
+BATCH_COLUMNS = ("pk", "b", "s", "now", "sent", "up", "state", "sess", "wire")
+_HISTORY = ("boot_count", "seq", "received_at", "sent_at", "state", "wire")
+
+
+def _history(v: _Source) -> list[Any]:
+    """The history row's values, in `_HISTORY`'s order."""
+    return [v.b, v.seq, v.now, v.sent, v.state, v.wire]
+
+
+def _move_statements() -> tuple[Any, Any, Any]:
+    """The accepting statements, built once with bound parameters: (the
+    UPDATE, the UPDATE + history INSERT in one statement for PostgreSQL,
+    the history INSERT alone for SQLite). Reusing one statement object
+    spares SQLAlchemy building it and computing its cache key per call."""
+    v = _Source(lambda name, kind: bindparam(f"p_{name}", type_=kind))
+    moved = _moved(v)
+    cte = moved.returning(SHIMS.c.pk).cte("moved")
     both = (
         insert(HEARTBEATS)
-        .from_select(["shim_pk", *history], select(cte.c.pk, *history.values()))
+        .from_select(["shim_pk", *_HISTORY], select(cte.c.pk, *_history(v)))
         .returning(HEARTBEATS.c.id)
     )
-    alone = insert(HEARTBEATS).values(shim_pk=_param("p_pk", BigInteger()), **history)
+    alone = insert(HEARTBEATS).values(shim_pk=v.pk, **dict(zip(_HISTORY, _history(v), strict=True)))
     return moved, both, alone
 
 
+def _batch_statement() -> Any:
+    """PostgreSQL: many heartbeats (of distinct shims) accepted in one
+    statement. They come as one JSON array of objects, one per heartbeat
+    with the keys of `BATCH_COLUMNS` (`:rows`, read by `json_to_recordset`),
+    and their shims' pks as an array (`:pks`):
+    the statement's text is one whatever the batch's size, and the client
+    serialises the batch in one `json.dumps`. It returns the pk of each
+    shim it moved; a shim not returned was refused."""
+    whole, real, text = BigInteger(), Double[float](), Text()
+    kinds: dict[str, Any] = {"pk": whole, "b": whole, "s": whole, "now": real, "sent": real}
+    kinds |= {"up": real, "state": text, "sess": text, "wire": text}
+    assert tuple(kinds) == BATCH_COLUMNS  # noqa: S101 - built once, at import
+    table = (
+        func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON))
+        .table_valued(*(column(n, kind) for n, kind in kinds.items()))
+        .render_derived(name="v", with_types=True)
+    )
+    v = _Source(lambda name, _kind: table.c[name])
+    # `pk = ANY(:pks)` (the same pks as an array) finds the rows by primary
+    # key whatever the planner knows of the table: without it, a join could
+    # scan every shim.
+    pks = bindparam("pks", type_=ARRAY(BigInteger()))
+    cte = _moved(v, SHIMS.c.pk == any_(pks)).returning(SHIMS.c.pk, *_history(v)).cte("moved")
+    return (
+        insert(HEARTBEATS)
+        .from_select(["shim_pk", *_HISTORY], select(*cte.c))
+        .returning(HEARTBEATS.c.shim_pk)
+    )
+
+
 MOVED, MOVED_WITH_HISTORY, HISTORY = _move_statements()
+MOVED_BATCH = _batch_statement()
 _COMPILED: dict[str, tuple[str, Any]] = {}
 
 

@@ -1,24 +1,39 @@
-"""The heartbeat's fast path on PostgreSQL: the accepting statement
-(`ingest.move`, compiled once) run on a few psycopg async connections in
-the worker's event loop, with no hop to a thread.
+"""The heartbeat's fast path on PostgreSQL: group commit. The heartbeats a
+worker receives while its statements run wait in a queue; the next
+statement accepts all of them at once (`ingest.MOVED_BATCH`, one round trip
+and one commit for the batch), on a few psycopg async connections in the
+worker's event loop, with no hop to a thread.
 
-Why: a heartbeat is a short CPU step (verify the signature) and one round
-trip to the database. Through a thread pool, twenty threads per worker
-fought the event loop for the interpreter lock, and a worker answered a
-fraction of the requests its CPU allowed (`benchmarks/central_ingest.py`).
+Why: a heartbeat is a short CPU step (verify the signature) and one
+durable write. One statement and one WAL flush per heartbeat cost the
+database most of the machine (`benchmarks/central_ingest.py`); in a batch
+they are shared. Under light load a batch is one heartbeat, answered as
+fast as before; under heavy load the batches grow by themselves.
 
 Rules:
-- Only `move` runs here, on autocommit connections: one statement, atomic
-  alone, exactly as on the synchronous path. What `move` refuses goes to
-  the synchronous `ingest.refusal` (rare: a replay, a reset).
-- At most `pool_size` connections per worker; a connection that fails is
-  dropped and the request fails with the database error (the caller maps
-  it to a JSON 503/500, never a hang), the next request opens a new one.
+- A heartbeat is answered only after the statement that accepted it has
+  committed (autocommit: one statement, atomic alone): nothing answered
+  200 is lost.
+- A batch holds at most one heartbeat per shim: a second one of the same
+  shim waits for the next batch, so it is judged against the first (a
+  shim's heartbeats are never reordered within a worker).
+- What the statement did not accept resolves False; the caller asks the
+  synchronous `ingest.refusal` why (rare: a replay, a reset).
+- At most `connections` statements run at once per worker. A deadlock
+  between two batches (two workers moving the same two shims in opposite
+  orders; rows are locked in pk order, so only a retried shim can do it)
+  is retried; any other database error is logged once and answers that
+  batch's requests 503 `database_unavailable` (send again; never a hang),
+  and its connection is dropped: the next batch opens a new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -26,13 +41,18 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 
 from shimmfa.central.context import ShimIdentity
-from shimmfa.central.ingest import MOVED_WITH_HISTORY, move_params
+from shimmfa.central.ingest import BATCH_COLUMNS, MOVED_BATCH
+from shimmfa.central.problems import Unavailable
 from shimmfa.core.heartbeat import VerifiedHeartbeat
 
 __all__ = ["AsyncMover"]
 
-_COMPILED = MOVED_WITH_HISTORY.compile(dialect=PGDialect_psycopg())  # type: ignore[no-untyped-call]
+log = logging.getLogger(__name__)
+
+_COMPILED = MOVED_BATCH.compile(dialect=PGDialect_psycopg())  # type: ignore[no-untyped-call]
 _SQL = str(_COMPILED)
+MAX_BATCH = 500
+DEADLOCK_RETRIES = 3
 
 
 def conninfo(database_url: str) -> str:
@@ -41,51 +61,132 @@ def conninfo(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+@dataclass(slots=True)
+class _Waiting:
+    pk: int
+    row: dict[str, Any]  # the keys of `BATCH_COLUMNS`
+    answer: asyncio.Future[bool] = field(repr=False)
+
+
+def batch_params(batch: list[_Waiting]) -> dict[str, Any]:
+    """The statement's parameters: the rows as one JSON array and their
+    pks, in pk order (so every batch locks its shims' rows in one order)."""
+    ordered = sorted(batch, key=lambda waiting: waiting.pk)
+    rows = json.dumps([w.row for w in ordered], ensure_ascii=False, separators=(",", ":"))
+    params = {"rows": rows, "pks": [w.pk for w in ordered]}
+    return _COMPILED.construct_params(params)  # type: ignore[no-any-return]
+
+
 class AsyncMover:
-    def __init__(self, database_url: str, size: int) -> None:
+    def __init__(self, database_url: str, connections: int = 2) -> None:
         self._conninfo = conninfo(database_url)
-        self._size = size
-        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] | None = None
-        self._opened = 0
-
-    async def _take(self) -> psycopg.AsyncConnection[Any]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-        if self._idle.empty() and self._opened < self._size:
-            self._opened += 1
-            try:
-                return await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, prepare_threshold=0
-                )
-            except BaseException:
-                self._opened -= 1
-                raise
-        return await self._idle.get()
-
-    def _give(self, connection: psycopg.AsyncConnection[Any], healthy: bool) -> None:
-        if healthy and self._idle is not None:
-            self._idle.put_nowait(connection)
-            return
-        self._opened -= 1
-        asyncio.get_running_loop().create_task(connection.close())
+        self._size = connections
+        self._queue: deque[_Waiting] = deque()
+        self._running = 0
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def move(
         self, identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float
     ) -> bool:
-        """`ingest.move` on an async connection: True if accepted."""
-        params = _COMPILED.construct_params(move_params(identity, h, wire, now))
-        connection = await self._take()
-        healthy = False
+        """Accept `h` if it is newer than the shim's position (True), once
+        committed; False if not."""
+        row = dict(zip(BATCH_COLUMNS, _values(identity, h, wire, now), strict=True))
+        waiting = _Waiting(identity.pk, row, asyncio.get_running_loop().create_future())
+        self._queue.append(waiting)
+        self._start()
+        return await waiting.answer
+
+    def _start(self) -> None:
+        while self._queue and self._running < self._size:
+            batch = self._take_batch()
+            if not batch:
+                return
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take_batch(self) -> list[_Waiting]:
+        """Up to MAX_BATCH waiting heartbeats, one per shim, oldest first;
+        a shim's later ones stay queued, in order. Abandoned ones (their
+        request was cancelled) are dropped."""
+        batch: list[_Waiting] = []
+        seen: set[int] = set()
+        left: deque[_Waiting] = deque()
+        while self._queue:
+            waiting = self._queue.popleft()
+            if waiting.answer.done():
+                continue
+            if waiting.pk in seen or len(batch) >= MAX_BATCH:
+                left.append(waiting)
+                continue
+            seen.add(waiting.pk)
+            batch.append(waiting)
+        self._queue = left
+        return batch
+
+    async def _run(self, batch: list[_Waiting]) -> None:
         try:
-            cursor = await connection.execute(_SQL, params)
-            row = await cursor.fetchone()
-            healthy = True
-            return row is not None
+            moved = await self._execute(batch_params(batch))
+        except BaseException as exc:  # logged once; each request answers 503
+            log.error("a batch of %d heartbeats failed", len(batch), exc_info=exc)
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_exception(
+                        Unavailable(
+                            "the database did not take the heartbeat; send it again",
+                            "database_unavailable",
+                        )
+                    )
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the server is stopping
+        else:
+            for waiting in batch:
+                if not waiting.answer.done():
+                    waiting.answer.set_result(waiting.pk in moved)
         finally:
-            self._give(connection, healthy)
+            self._running -= 1
+            self._start()
+
+    async def _execute(self, params: dict[str, Any]) -> set[int]:
+        for attempt in range(DEADLOCK_RETRIES + 1):
+            connection = await self._connection()
+            healthy = False
+            try:
+                cursor = await connection.execute(_SQL, params)
+                rows = await cursor.fetchall()
+                healthy = True
+                return {row[0] for row in rows}
+            except psycopg.errors.DeadlockDetected:
+                healthy = True  # autocommit: rolled back, the connection is idle
+                if attempt == DEADLOCK_RETRIES:
+                    raise
+            finally:
+                self._give(connection, healthy)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._idle:
+            return self._idle.pop()
+        return await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, prepare_threshold=0
+        )
+
+    def _give(self, connection: psycopg.AsyncConnection[Any], healthy: bool) -> None:
+        if healthy:
+            self._idle.append(connection)
+            return
+        task = asyncio.get_running_loop().create_task(connection.close())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        if self._idle is None:
-            return
-        while not self._idle.empty():
-            await self._idle.get_nowait().close()
+        while self._idle:
+            await self._idle.pop().close()
+
+
+def _values(identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float) -> tuple[Any, ...]:
+    """A heartbeat's row, in `BATCH_COLUMNS`' order."""
+    sent, up = h.sent_at_epoch, float(h.uptime_s)
+    return (identity.pk, h.boot_count, h.seq, now, sent, up, h.state, h.open_session, wire)

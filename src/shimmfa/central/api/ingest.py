@@ -1,10 +1,12 @@
 """`POST /api/v1/heartbeats` and `POST /api/v1/events`: what shims send,
 authenticated by the shim's own credential.
 
-The heartbeat endpoint is the hot path: it reads the raw body (no pydantic
-model), and does its work in one call to the thread pool: the credential
-(cached), one Ed25519 verification, one database statement on PostgreSQL.
-Both document their body in OpenAPI by hand."""
+The heartbeat endpoint is the hot path: served before FastAPI's routing
+(`heartbeat_path`), it reads the raw body (no pydantic model); the
+credential is cached, the signature verified once, and on PostgreSQL the
+heartbeat joins the worker's next batch statement (`ingest_async`); on
+SQLite it takes one call to the thread pool. Both endpoints document their
+body in OpenAPI by hand."""
 
 from __future__ import annotations
 
@@ -133,6 +135,20 @@ async def _heartbeat_async(
     return _accepted(h)
 
 
+async def accept_heartbeat(request: Request) -> bytes:
+    """The answer to `POST /api/v1/heartbeats` (200's body), or the Problem
+    to answer. `heartbeat_path.HeartbeatFastPath` serves it outside
+    FastAPI's routing; the route below documents it (and serves it when the
+    fast path is not installed)."""
+    credential = bearer(request)
+    body = await _read(request, MAX_WIRE_BYTES + 1)
+    mover: AsyncMover | None = request.app.state.mover
+    if mover is not None:
+        return await _heartbeat_async(request, mover, credential, body)
+    answer: bytes = await run_in_threadpool(_heartbeat, request, credential, body)
+    return answer
+
+
 @router.post(
     "/heartbeats",
     response_model=HeartbeatAccepted,
@@ -143,13 +159,7 @@ async def post_heartbeat(request: Request) -> JSONResponse:
     """One signed heartbeat in its wire form `{"payload": {...}, "sig": ...}`.
     200 accepted; 401 no or unknown credential; 403 bad signature or another
     shim's payload; 409 `not_newer` or `state_reset`; 422 malformed."""
-    credential = bearer(request)
-    body = await _read(request, MAX_WIRE_BYTES + 1)
-    mover: AsyncMover | None = request.app.state.mover
-    if mover is not None:
-        return _Raw(await _heartbeat_async(request, mover, credential, body))
-    answer = await run_in_threadpool(_heartbeat, request, credential, body)
-    return _Raw(answer)
+    return _Raw(await accept_heartbeat(request))
 
 
 class _Raw(JSONResponse):
