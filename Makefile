@@ -26,8 +26,7 @@ demo: system venv
 	$(BIN)/shimmfa demo
 
 test: system venv
-	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(BIN)/python tools/run_tests.py
 
 bench: system venv
 	$(BIN)/python benchmarks/relay_bench.py
@@ -40,8 +39,8 @@ lint: venv
 	gcc -fsyntax-only -std=gnu11 -Wall -Wextra -Werror \
 		-I"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["include"])')" \
 		src/shimmfa/shim/link/_wire.c
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

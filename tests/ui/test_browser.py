@@ -165,11 +165,15 @@ def test_the_fleet_shows_a_shim_turning_missing_without_a_reload(
     admin_page: Any, fleet: Fleet, artifacts: Path
 ) -> None:
     page = admin_page
-    stop = threading.Event()
+    stop, twice = threading.Event(), threading.Event()
 
     def beating() -> None:
+        beats = 0
         while not stop.is_set():
             fleet.beat()
+            beats += 1
+            if beats == 2:
+                twice.set()  # the timeline below draws one point per heartbeat
             stop.wait(0.3)
 
     thread = threading.Thread(target=beating, daemon=True)
@@ -185,6 +189,7 @@ def test_the_fleet_shows_a_shim_turning_missing_without_a_reload(
         check_accessibility(page, "fleet")
         snap(page, artifacts, "06-fleet-ok")
         page.evaluate("window.__not_reloaded = true")
+        assert twice.wait(timeout=10)
     finally:
         stop.set()
         thread.join()
