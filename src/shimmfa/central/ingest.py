@@ -13,7 +13,9 @@ Rules:
   never both move it; on PostgreSQL the history row is inserted in the same
   statement (one round trip). Its SET clauses read the row's old values to
   leave the monitor its work (`check_at` = now when something happened:
-  back from `missing`, an unannounced reboot, tamper).
+  back from `missing`, an unannounced reboot, tamper). `MOVED_BATCH` is
+  the same UPDATE (one definition, `_moved`) over many heartbeats of
+  distinct shims at once, for the PostgreSQL fast path (`ingest_async`).
 - Nothing rejected changes anything, but for one case: a verified heartbeat
   whose boot count is below the last accepted one means the shim's state
   went backwards. The shim enters `state_reset` and one `state_reset` alarm
@@ -139,7 +141,7 @@ def refuse(
 
 class _Source:
     """Where a heartbeat's new values come from: bound parameters (one
-    heartbeat) or the columns of an `unnest` of arrays (a batch)."""
+    heartbeat) or the columns of a JSON recordset (a batch)."""
 
     def __init__(self, pick: Any) -> None:
         self.pk = pick("pk", BigInteger())
