@@ -8,7 +8,7 @@ Measured in one run, with the same clients and connections:
   its next heartbeat when the last is answered): sustained heartbeats/s,
   p50 and p99 latency. Every body is signed before the load starts (a
   connection that uses up its own signs more as it goes, counted in
-  `signed_during_load`);
+  `made_during_load`);
 - the floor: `GET /api/v1/ping`, an empty request authenticated as a shim
   (FastAPI's routing, TLS-less HTTP, auth; no signature, no database), the
   same way. The heartbeat is served before the routing
@@ -123,7 +123,7 @@ def _client(
     per_thread = [shims[i::connections] for i in range(connections)]
     latencies: list[float] = []
     errors = 0
-    late = 0  # bodies signed during the load, when a connection used up its own
+    late = 0  # requests made during the load, when a connection used up its own
     lock = threading.Lock()
     prepared = threading.Barrier(len([m for m in per_thread if m]) + 1)
 
@@ -219,7 +219,7 @@ def load(
     return {
         "requests": count,
         "errors": errors,
-        "signed_during_load": late,
+        "made_during_load": late,
         "rate": count / duration,
         "p50_ms": 1000 * statistics.median(latencies) if count else 0.0,
         "p99_ms": 1000 * latencies[min(count - 1, int(count * 0.99))] if count else 0.0,
