@@ -301,6 +301,14 @@ def test_provisioning_needs_an_admins_code_and_keeps_nothing_otherwise(make_shim
     refused = provision(rig, tmp_path, rig.wrong_code(ADMIN))
     assert refused.returncode != 0 and "refused" in refused.stderr
     assert not (tmp_path / "deal.json").exists()
+    (tmp_path / "one").mkdir()
+    one_group = rig.cli(
+        "breakglass", "provision", "--config", str(rig.config), "--operator", ADMIN,
+        "--code", rig.code(ADMIN), "--group", "clinical:2", *holders(tmp_path / "one"),
+        "-o", str(tmp_path / "deal.json"),
+    )  # fmt: skip
+    assert one_group.returncode != 0 and "exactly two groups" in one_group.stderr
+    assert not (tmp_path / "deal.json").exists()
     status = rig.cli("breakglass", "status", "--config", str(rig.config))
     assert status.returncode == 1 and "not provisioned" in status.stdout
     rig.start()

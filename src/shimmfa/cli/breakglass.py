@@ -22,8 +22,6 @@ app = command_group(
     "and information security can release."
 )
 
-ROLES = ("clinical", "infosec")  # the groups every break-glass deal has
-
 
 @app.command("provision")
 def provision(
@@ -55,11 +53,12 @@ def provision(
     from shimmfa.core.totp import generate_totp_secret
     from shimmfa.quorum.dealing import deal_document, parse_group, parse_player
     from shimmfa.shim import admin
+    from shimmfa.shim.reporting.breakglass_deal import ROLE_OF_GROUP
 
     settings = load_settings(config)
     players = [parse_player(spec) for spec in player]
     groups = [parse_group(spec) for spec in group]
-    if sorted(name for name, _ in groups) != sorted(ROLES):
+    if sorted(name for name, _ in groups) != sorted(ROLE_OF_GROUP):  # the groups of every deal
         raise QuorumError(
             "a break-glass deal has exactly two groups, --group clinical:T and --group infosec:T"
         )
