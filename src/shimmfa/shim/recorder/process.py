@@ -212,10 +212,10 @@ class RecorderProcess:
         return self._session
 
     def storage_problem(self) -> str | None:
-        try:
-            problem = self._call(b"Q", {}).get("storage")
-        except RecordingError as exc:
-            return str(exc)
+        """Why the recorder's disk cannot take a new session, or None.
+        RecordingError when the recorder itself does not answer: that is
+        not the disk's fault."""
+        problem = self._call(b"Q", {}).get("storage")
         return str(problem) if problem else None
 
     def revive(self) -> str | None:

@@ -142,8 +142,12 @@ class RecordedSessions:
         if down is not None:
             found = Unrecordable(down, recorder=True)
         else:
-            storage = self._recorder.storage_problem()
-            found = Unrecordable(storage) if storage else None
+            try:
+                storage = self._recorder.storage_problem()
+            except RecordingError as exc:  # it died since `revive` looked: down, not full
+                found = Unrecordable(str(exc), recorder=True)
+            else:
+                found = Unrecordable(storage) if storage else None
         if found is not None and found.recorder != self._reported:
             kind = "recording_unavailable" if found.recorder else "storage_exhausted"
             if not self._alerts.emit(kind, {"reason": found.reason}):
