@@ -14,15 +14,16 @@ Rules:
 - A heartbeat is answered only after the statement that accepted it has
   committed (autocommit: one statement, atomic alone): nothing answered
   200 is lost.
-- A batch holds at most one heartbeat per shim: a second one of the same
-  shim waits for the next batch, so it is judged against the first (a
-  shim's heartbeats are never reordered within a worker).
+- A batch holds at most one heartbeat per shim (one UPDATE cannot move a
+  row twice): a second one of the same shim waits for a later batch. Two
+  of one shim in batches running at once (a resend) are settled by the
+  conditional UPDATE, as across workers: only a newer one moves the shim.
 - What the statement did not accept resolves False; the caller asks the
   synchronous `ingest.refusal` why (rare: a replay, a reset).
-- At most `connections` statements run at once per worker. A deadlock
-  between two batches (two workers moving the same two shims in opposite
-  orders; rows are locked in pk order, so only a retried shim can do it)
-  is retried; any other database error is logged once and answers that
+- At most `connections` statements run at once per worker. Two batches
+  share a shim only when its heartbeat was sent again (or reached two
+  workers); should they deadlock on their rows, the one PostgreSQL aborts
+  is retried. Any other database error is logged once and answers that
   batch's requests 503 `database_unavailable` (send again; never a hang),
   and its connection is dropped: the next batch opens a new one.
 """
@@ -70,7 +71,7 @@ class _Waiting:
 
 def batch_params(batch: list[_Waiting]) -> dict[str, Any]:
     """The statement's parameters: the rows as one JSON array and their
-    pks, in pk order (so every batch locks its shims' rows in one order)."""
+    pks (both in pk order)."""
     ordered = sorted(batch, key=lambda waiting: waiting.pk)
     rows = json.dumps([w.row for w in ordered], ensure_ascii=False, separators=(",", ":"))
     params = {"rows": rows, "pks": [w.pk for w in ordered]}
