@@ -7,7 +7,9 @@ Rules:
   (`schema.require_head`, SchemaError).
 - Its lifespan runs the fleet monitor thread (which forwards to the SIEM
   while it holds the lease) and stops it, releasing the lease, at shutdown;
-  on PostgreSQL it opens the heartbeat's fast path (`ingest_async`).
+  on PostgreSQL it opens the heartbeat's group commit (`ingest_async`).
+- `POST /api/v1/heartbeats` is answered before FastAPI's routing
+  (`api/heartbeat_path`), by the same code as its documented route.
 - The API is under `/api/v1`; OpenAPI at `/openapi.json`, docs at `/docs`;
   the web UI under `/ui` (`central/ui/`), its files under `/static`; the
   quorum oracle (farMFA's four endpoints) under `/quorum`
