@@ -62,13 +62,11 @@ from shimmfa.core.heartbeat import Rejection, VerifiedHeartbeat, verify_heartbea
 from shimmfa.errors import HeartbeatError
 
 __all__ = [
-    "BATCH_COLUMNS",
     "MOVED_BATCH",
-    "MOVED_WITH_HISTORY",
     "authenticate_shim",
+    "heartbeat_values",
     "ingest_heartbeat",
     "move",
-    "move_params",
     "refusal",
     "refuse",
     "verify_for",
@@ -139,20 +137,46 @@ def refuse(
         return refusal(central, session, identity, h, now)
 
 
+# A heartbeat's new values, by name (`heartbeat_values`), and their types.
+_KINDS: dict[str, Any] = {
+    "pk": BigInteger(),
+    "b": BigInteger(),
+    "s": BigInteger(),
+    "now": Double(),
+    "sent": Double(),
+    "up": Double(),
+    "state": String(),
+    "sess": String(),
+    "wire": Text(),
+}
+
+
+def heartbeat_values(
+    identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float
+) -> dict[str, Any]:
+    """The values that `h` moves its shim to, by `_KINDS`' names."""
+    return {
+        "pk": identity.pk,
+        "b": h.boot_count,
+        "s": h.seq,
+        "now": now,
+        "sent": h.sent_at_epoch,
+        "up": float(h.uptime_s),
+        "state": h.state,
+        "sess": h.open_session,
+        "wire": wire,
+    }
+
+
 class _Source:
-    """Where a heartbeat's new values come from: bound parameters (one
-    heartbeat) or the columns of a JSON recordset (a batch)."""
+    """Where a heartbeat's new values come from, by `_KINDS`' names: bound
+    parameters (one heartbeat) or the columns of a JSON recordset (a
+    batch)."""
 
     def __init__(self, pick: Any) -> None:
-        self.pk = pick("pk", BigInteger())
-        self.b = pick("b", BigInteger())
-        self.seq = pick("s", BigInteger())
-        self.now = pick("now", Double())
-        self.sent = pick("sent", Double())
-        self.up = pick("up", Double())
-        self.state = pick("state", String())
-        self.sess = pick("sess", String())
-        self.wire = pick("wire", Text())
+        self.pk, self.b, self.seq = pick("pk"), pick("b"), pick("s")
+        self.now, self.sent, self.up = pick("now"), pick("sent"), pick("up")
+        self.state, self.sess, self.wire = pick("state"), pick("sess"), pick("wire")
 
 
 def _moved(v: _Source, *narrowing: Any) -> Any:
@@ -202,7 +226,6 @@ def _moved(v: _Source, *narrowing: Any) -> Any:
     return update(SHIMS).where(s.pk == v.pk, *narrowing, s.reset_at.is_(None), newer).values(values)
 
 
-BATCH_COLUMNS = ("pk", "b", "s", "now", "sent", "up", "state", "sess", "wire")
 _HISTORY = ("boot_count", "seq", "received_at", "sent_at", "state", "wire")
 
 
@@ -216,7 +239,7 @@ def _move_statements() -> tuple[Any, Any, Any]:
     UPDATE, the UPDATE + history INSERT in one statement for PostgreSQL,
     the history INSERT alone for SQLite). Reusing one statement object
     spares SQLAlchemy building it and computing its cache key per call."""
-    v = _Source(lambda name, kind: bindparam(f"p_{name}", type_=kind))
+    v = _Source(lambda name: bindparam(f"p_{name}", type_=_KINDS[name]))
     moved = _moved(v)
     cte = moved.returning(SHIMS.c.pk).cte("moved")
     both = (
@@ -231,21 +254,17 @@ def _move_statements() -> tuple[Any, Any, Any]:
 def _batch_statement() -> Any:
     """PostgreSQL: many heartbeats (of distinct shims) accepted in one
     statement. They come as one JSON array of objects, one per heartbeat
-    with the keys of `BATCH_COLUMNS` (`:rows`, read by `json_to_recordset`),
+    with the keys of `heartbeat_values` (`:rows`, read by `json_to_recordset`),
     and their shims' pks as an array (`:pks`):
     the statement's text is one whatever the batch's size, and the client
     serialises the batch in one `json.dumps`. It returns the pk of each
     shim it moved; a shim not returned was refused."""
-    whole, real, text = BigInteger(), Double[float](), Text()
-    kinds: dict[str, Any] = {"pk": whole, "b": whole, "s": whole, "now": real, "sent": real}
-    kinds |= {"up": real, "state": text, "sess": text, "wire": text}
-    assert tuple(kinds) == BATCH_COLUMNS  # noqa: S101 - built once, at import
     table = (
         func.json_to_recordset(cast(bindparam("rows", type_=Text()), JSON))
-        .table_valued(*(column(n, kind) for n, kind in kinds.items()))
+        .table_valued(*(column(name, kind) for name, kind in _KINDS.items()))
         .render_derived(name="v", with_types=True)
     )
-    v = _Source(lambda name, _kind: table.c[name])
+    v = _Source(lambda name: table.c[name])
     # `pk = ANY(:pks)` (the same pks as an array) finds the rows by primary
     # key whatever the planner knows of the table: without it, a join could
     # scan every shim.
@@ -274,23 +293,6 @@ def _compiled(connection: Connection) -> tuple[str, Any]:
     return found
 
 
-def move_params(
-    identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float
-) -> dict[str, Any]:
-    """The bound parameters of the accepting statements for `h`."""
-    return {
-        "p_pk": identity.pk,
-        "p_b": h.boot_count,
-        "p_s": h.seq,
-        "p_now": now,
-        "p_sent": h.sent_at_epoch,
-        "p_up": float(h.uptime_s),
-        "p_state": h.state,
-        "p_sess": h.open_session,
-        "p_wire": wire,
-    }
-
-
 def move(
     connection: Connection,
     identity: ShimIdentity,
@@ -301,7 +303,8 @@ def move(
     postgres: bool,
 ) -> bool:
     """Accept `h` if it is newer than the shim's position; False if not."""
-    params = move_params(identity, h, wire, now)
+    values = heartbeat_values(identity, h, wire, now)
+    params = {f"p_{name}": value for name, value in values.items()}
     if postgres:
         sql, compiled = _compiled(connection)
         full = compiled.construct_params(params)

@@ -42,7 +42,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 
 from shimmfa.central.context import ShimIdentity
-from shimmfa.central.ingest import BATCH_COLUMNS, MOVED_BATCH
+from shimmfa.central.ingest import MOVED_BATCH, heartbeat_values
 from shimmfa.central.problems import Unavailable
 from shimmfa.core.heartbeat import VerifiedHeartbeat
 
@@ -65,7 +65,7 @@ def conninfo(database_url: str) -> str:
 @dataclass(slots=True)
 class _Waiting:
     pk: int
-    row: dict[str, Any]  # the keys of `BATCH_COLUMNS`
+    row: dict[str, Any]  # `ingest.heartbeat_values`
     answer: asyncio.Future[bool] = field(repr=False)
 
 
@@ -92,7 +92,7 @@ class AsyncMover:
     ) -> bool:
         """Accept `h` if it is newer than the shim's position (True), once
         committed; False if not."""
-        row = dict(zip(BATCH_COLUMNS, _values(identity, h, wire, now), strict=True))
+        row = heartbeat_values(identity, h, wire, now)
         waiting = _Waiting(identity.pk, row, asyncio.get_running_loop().create_future())
         self._queue.append(waiting)
         self._start()
@@ -185,9 +185,3 @@ class AsyncMover:
     async def close(self) -> None:
         while self._idle:
             await self._idle.pop().close()
-
-
-def _values(identity: ShimIdentity, h: VerifiedHeartbeat, wire: str, now: float) -> tuple[Any, ...]:
-    """A heartbeat's row, in `BATCH_COLUMNS`' order."""
-    sent, up = h.sent_at_epoch, float(h.uptime_s)
-    return (identity.pk, h.boot_count, h.seq, now, sent, up, h.state, h.open_session, wire)
